@@ -1,0 +1,26 @@
+# medsynth: two commands do all set-up on a fresh machine.
+#   make demo   # create .venv, install, run the pipeline on the bundled sample -> runs/demo
+#   make test   # create .venv, install, run ruff and the test suite
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup demo test lint manifests
+
+setup:
+	bash scripts/setup_env.sh
+
+demo: setup
+	$(BIN)/medsynth demo -o runs/demo
+
+lint: setup
+	$(BIN)/ruff check medsynth tests scripts
+	$(BIN)/ruff format --check medsynth tests scripts
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+# Manifests of ../shared/data committed in data_manifests/ (paths relative to them).
+manifests: setup
+	$(BIN)/medsynth manifest build ../shared/data/brats2013_small -o data_manifests/brats2013_small.json
+	$(BIN)/medsynth manifest build ../shared/data/healthy/synthseg_label_maps --layout freesurfer -o data_manifests/synthseg.json
+	$(BIN)/medsynth manifest build ../shared/data/healthy/colin27 --layout t1 --include 'ch2bet*' -o data_manifests/colin27.json

@@ -1,0 +1,159 @@
+"""The ``medsynth`` command. Entry points are thin: heavy imports happen inside each command.
+
+$ medsynth manifest build ../shared/data/brats2013_small -o manifest.json
+$ medsynth manifest check manifest.json
+$ medsynth prepare manifest.json --config configs/prepare_cpu.yaml -o prepared
+$ medsynth demo -o runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medsynth import __version__
+from medsynth.errors import MedsynthError
+
+
+def _manifest_build(args: argparse.Namespace) -> int:
+    from medsynth.data.manifest import build_manifest
+
+    manifest = build_manifest(
+        args.data_dir,
+        args.output,
+        layout=args.layout,
+        include=args.include,
+        name=args.name,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+    )
+    meta = manifest["medsynth"]
+    counts = {k: len(manifest[k]) for k in ("training", "validation", "test") if k in manifest}
+    print(
+        f"wrote {args.output}: layout {meta['layout']}, modalities {meta['modalities'] or '-'}, "
+        f"cases {counts}, splits from {meta['split_source']}"
+    )
+    return 0
+
+
+def _manifest_check(args: argparse.Namespace) -> int:
+    from medsynth.data.manifest import check_manifest, load_manifest, manifest_cases
+
+    problems = check_manifest(args.manifest)
+    if problems:
+        print(f"{args.manifest}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    n = len(manifest_cases(load_manifest(args.manifest)))
+    print(f"{args.manifest}: OK ({n} cases)")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from medsynth.config import load_config
+    from medsynth.data.prepare import prepare
+    from medsynth.data.preprocess import PreprocessConfig
+
+    config = load_config(PreprocessConfig, args.config, args.overrides)
+    manifest = prepare(args.manifest, args.output, config, cache_dir=args.cache_dir, previews=not args.no_previews)
+    print(
+        f"wrote {args.output}: {manifest['numTraining']} training case(s), "
+        f"{sum(len(manifest.get(k, [])) for k in ('validation', 'test'))} other, "
+        f"in {manifest['medsynth']['seconds']} s"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from medsynth.demo import run_demo
+
+    run_demo(args.output, cache_dir=args.cache_dir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medsynth",
+        description="Synthetic brain MRI cohorts with tumor label maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"medsynth {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    manifest = commands.add_parser("manifest", help="build and check dataset manifests")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+    build = manifest_commands.add_parser(
+        "build",
+        help="scan a dataset folder and write a MONAI/MSD datalist manifest",
+        description="Scan DATA_DIR (BraTS 2013, 2018-2021, 2023+, MSD Task01, FreeSurfer label maps, "
+        "healthy T1) and write a manifest. Example: medsynth manifest build brats2013_small -o manifest.json",
+    )
+    build.add_argument("data_dir", type=Path, help="dataset folder")
+    build.add_argument("-o", "--output", type=Path, required=True, help="manifest JSON to write")
+    build.add_argument(
+        "--layout",
+        choices=["brats2013", "brats2021", "brats2023", "msd", "freesurfer", "t1"],
+        help="dataset layout (detected from file names when omitted)",
+    )
+    build.add_argument("--include", default="*", help="only files whose name matches this glob (default: all)")
+    build.add_argument("--name", help="dataset name (default: the folder name)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the split when folders give none")
+    build.add_argument("--validation-fraction", type=float, default=0.2, help="of a seeded split (default 0.2)")
+    build.set_defaults(func=_manifest_build)
+
+    check = manifest_commands.add_parser(
+        "check",
+        help="validate every case of a manifest; exits 1 naming each problem",
+        description="Check that every file exists and loads, shapes and affines agree, labels belong to the "
+        "scheme, there is no NaN/Inf, brain masks are not empty and files match their checksums.",
+    )
+    check.add_argument("manifest", type=Path)
+    check.set_defaults(func=_manifest_check)
+
+    prep = commands.add_parser(
+        "prepare",
+        help="preprocess a manifest: RAS, spacing, fixed grid, normalisation, anatomy label maps",
+        description="Example: medsynth prepare manifest.json --config configs/prepare_cpu.yaml -o prepared "
+        "[spacing_mm=[1,1,1] grid=[160,192,160]]",
+    )
+    prep.add_argument("manifest", type=Path)
+    prep.add_argument("-o", "--output", type=Path, required=True, help="output folder (must not be half-written)")
+    prep.add_argument("--config", type=Path, help="YAML preprocessing config (default: CPU settings)")
+    prep.add_argument("--cache-dir", type=Path, help="cache root (default: $MEDSYNTH_CACHE or ~/.cache/medsynth)")
+    prep.add_argument("--no-previews", action="store_true", help="skip the preview PNGs")
+    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    prep.set_defaults(func=_prepare)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the pipeline on the bundled sample data",
+        description="Builds manifests of the bundled sample, checks and prepares them, and writes previews.",
+    )
+    demo.add_argument("-o", "--output", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.add_argument("--cache-dir", type=Path, help="preprocessing cache root")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # key=value overrides may come after options (argparse alone accepts them only before)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args)
+    except MedsynthError as exc:
+        print(f"medsynth: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # dataclass validation of configs
+        print(f"medsynth: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

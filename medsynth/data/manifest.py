@@ -1,0 +1,275 @@
+"""Dataset manifests: MONAI/MSD datalist JSON plus medsynth metadata.
+
+A manifest is what every later stage reads. It is a datalist that
+``monai.data.load_decathlon_datalist(path, data_list_key="training")`` reads unchanged
+(keys ``training``, ``validation``, ``test``; paths relative to the manifest), with a
+``medsynth`` section holding the modality names, the source label scheme, the split of
+every case, and a SHA-256 checksum per file.
+
+Example::
+
+    $ medsynth manifest build ../shared/data/brats2013_small -o data_manifests/brats2013_small.json
+    $ medsynth manifest check data_manifests/brats2013_small.json
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsynth import __version__
+from medsynth.data import layouts
+from medsynth.data.scheme import allowed_values
+from medsynth.errors import DataError
+from medsynth.io import load_nifti, read_json, sha256, write_json
+
+FORMAT_VERSION = 1
+SPLIT_KEYS = {"train": "training", "validation": "validation", "test": "test"}
+# Affines of a case's files must agree this closely (mm, and direction cosines * mm).
+AFFINE_TOLERANCE = 1e-3
+
+
+@dataclass
+class Case:
+    """One case of a manifest with absolute paths, as every stage consumes it."""
+
+    case_id: str
+    split: str
+    images: list[Path]  # one file per modality, or one 4D file
+    label: Path | None
+    mask: Path | None
+    record: dict[str, Any]  # the manifest entry as written (relative paths, extra keys)
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _assign_splits(cases, seed: int, validation_fraction: float) -> str:
+    """Use folder splits when every case has one; otherwise a seeded random split."""
+    if all(c.split for c in cases):
+        return "folders"
+    if any(c.split for c in cases):
+        named = [c.case_id for c in cases if not c.split]
+        raise DataError(
+            f"some cases sit in train/validation folders and some do not ({', '.join(named)}); "
+            "put every case in a split folder or none"
+        )
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(cases))
+    n_val = int(round(validation_fraction * len(cases)))
+    if validation_fraction > 0 and len(cases) >= 2:
+        n_val = max(1, n_val)
+    for rank, index in enumerate(order):
+        cases[index].split = "validation" if rank < n_val else "train"
+    return f"seeded(seed={seed}, validation_fraction={validation_fraction})"
+
+
+def build_manifest(
+    data_dir: str | Path,
+    output: str | Path,
+    layout: str | None = None,
+    include: str = "*",
+    name: str | None = None,
+    seed: int = 0,
+    validation_fraction: float = 0.2,
+    checksums: bool = True,
+) -> dict[str, Any]:
+    """Scan ``data_dir`` and write a manifest to ``output``; return the manifest.
+
+    >>> from medsynth.data.manifest import build_manifest, load_manifest  # doctest: +SKIP
+    >>> build_manifest("brats2013_small", "manifest.json")  # doctest: +SKIP
+    """
+    data_dir = Path(data_dir).resolve()
+    output = Path(output).resolve()
+    layout, modalities, found = layouts.scan(data_dir, layout=layout, include=include)
+    split_source = _assign_splits(found, seed, validation_fraction)
+    base = output.parent
+    base.mkdir(parents=True, exist_ok=True)  # relative paths are resolved through it
+    sections: dict[str, list[dict[str, Any]]] = {}
+    sums: dict[str, str] = {}
+    for case in found:
+        entry: dict[str, Any] = {"case_id": case.case_id, "split": case.split}
+        if case.images:
+            files = list(case.images.values()) if layout == "msd" else [case.images[m] for m in modalities]
+            entry["image"] = [_relative(p, base) for p in files]
+        if case.label is not None:
+            entry["label"] = _relative(case.label, base)
+        if case.mask is not None:
+            entry["mask"] = _relative(case.mask, base)
+        if checksums:
+            for key in ("image", "label", "mask"):
+                values = entry.get(key)
+                for rel in [values] if isinstance(values, str) else values or []:
+                    sums[rel] = sha256(base / rel)
+        sections.setdefault(SPLIT_KEYS[case.split], []).append(entry)
+    manifest: dict[str, Any] = {
+        "name": name or data_dir.name,
+        "description": f"{layout} dataset at {_relative(data_dir, base)}",
+        "modality": {str(i): m for i, m in enumerate(modalities)},
+        "labels": _label_names(layouts.LABEL_SCHEMES[layout]),
+        "numTraining": len(sections.get("training", [])),
+        **{key: sections.get(key, []) for key in ("training", "validation", "test") if key in sections},
+        "medsynth": {
+            "format_version": FORMAT_VERSION,
+            "kind": "raw",
+            "layout": layout,
+            "label_scheme": layouts.LABEL_SCHEMES[layout],
+            "modalities": modalities,
+            "split_source": split_source,
+            "data_dir": _relative(data_dir, base),
+            "checksums": sums,
+            "created_by": {"medsynth": __version__, "command": " ".join(sys.argv)},
+        },
+    }
+    write_json(manifest, output)
+    return manifest
+
+
+def _label_names(scheme: str | None) -> dict[str, str]:
+    names = {
+        "brats2013": ["background", "necrosis", "edema", "non-enhancing", "enhancing"],
+        "brats2021": ["background", "NCR/NET", "edema", "unused", "enhancing"],
+        "brats2023": ["background", "NETC", "SNFH", "ET", "RC"],
+        "msd": ["background", "edema", "non-enhancing tumor", "enhancing tumour"],
+    }
+    if scheme == "canonical":
+        from medsynth.data.scheme import CLASS_NAMES
+
+        return {str(k): v for k, v in CLASS_NAMES.items()}
+    if scheme == "freesurfer":
+        return {"0": "background", "*": "FreeSurfer label values"}
+    return {str(i): n for i, n in enumerate(names.get(scheme, ["background"]))}
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a manifest and check its structure (not its files: see :func:`check_manifest`)."""
+    path = Path(path)
+    manifest = read_json(path)
+    meta = manifest.get("medsynth") if isinstance(manifest, dict) else None
+    if not isinstance(meta, dict) or "modalities" not in meta:
+        raise DataError(f"{path}: not a medsynth manifest (no 'medsynth' section with 'modalities')")
+    if not any(isinstance(manifest.get(k), list) for k in SPLIT_KEYS.values()):
+        raise DataError(f"{path}: no 'training', 'validation' or 'test' list")
+    manifest["medsynth"]["path"] = str(path.resolve())
+    return manifest
+
+
+def manifest_cases(manifest: dict[str, Any], splits: tuple[str, ...] | None = None) -> list[Case]:
+    """The cases of a loaded manifest with absolute paths, optionally only some splits."""
+    base = Path(manifest["medsynth"]["path"]).parent
+    cases = []
+    for split, key in SPLIT_KEYS.items():
+        if splits is not None and split not in splits:
+            continue
+        for entry in manifest.get(key, []):
+            image = entry.get("image", [])
+            images = [base / p for p in ([image] if isinstance(image, str) else image)]
+            cases.append(
+                Case(
+                    case_id=entry.get("case_id", Path(images[0]).name if images else "?"),
+                    split=entry.get("split", split),
+                    images=images,
+                    label=base / entry["label"] if entry.get("label") else None,
+                    mask=base / entry["mask"] if entry.get("mask") else None,
+                    record=entry,
+                )
+            )
+    return cases
+
+
+def _affines_close(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.allclose(a, b, atol=AFFINE_TOLERANCE))
+
+
+def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict[str, str]) -> list[str]:
+    """Every problem of one case, each as ``'<file>: <what is wrong>'``."""
+    problems: list[str] = []
+    reference: tuple[Path, tuple[int, ...], np.ndarray] | None = None
+    rel_of: dict[Path, str] = {}
+    for key in ("image", "label", "mask"):
+        value = case.record.get(key)
+        rels = [value] if isinstance(value, str) else (value or [])
+        files = case.images if key == "image" else [getattr(case, key)]
+        rel_of.update(zip(files, rels, strict=False))
+
+    def load(path: Path, role: str):
+        nonlocal reference
+        try:
+            array, affine, _ = load_nifti(path, dtype=None)
+        except DataError as exc:
+            problems.append(str(exc))
+            return None
+        rel = rel_of.get(path)
+        if rel in sums and sha256(path) != sums[rel]:
+            problems.append(f"{path}: checksum differs from the manifest (file changed since build)")
+        spatial = tuple(array.shape[:3])
+        if array.ndim not in (3, 4) or (array.ndim == 4 and role != "image"):
+            problems.append(f"{path}: expected a 3D {role} volume, got shape {array.shape}")
+        if reference is None:
+            reference = (path, spatial, affine)
+        else:
+            ref_path, ref_shape, ref_affine = reference
+            if spatial != ref_shape:
+                problems.append(f"{path}: shape {spatial} differs from {ref_path.name} {ref_shape}")
+            elif not _affines_close(affine, ref_affine):
+                problems.append(f"{path}: affine differs from {ref_path.name} (tolerance {AFFINE_TOLERANCE})")
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            problems.append(f"{path}: contains NaN or Inf values")
+        return array
+
+    images = [load(p, "image") for p in case.images]
+    if len(case.images) == 1 and images[0] is not None and images[0].ndim == 4:
+        if images[0].shape[3] != len(modalities):
+            problems.append(
+                f"{case.images[0]}: {images[0].shape[3]} channels, manifest names {len(modalities)} modalities"
+            )
+    elif case.images and len(case.images) != len(modalities):
+        problems.append(f"case {case.case_id}: {len(case.images)} image files for {len(modalities)} modalities")
+
+    if case.label is not None:
+        label = load(case.label, "label")
+        if label is not None and scheme is not None and np.isfinite(label).all():
+            values = np.unique(label)
+            if np.any(values != np.round(values)):
+                problems.append(f"{case.label}: label values are not integers")
+            elif scheme == "freesurfer":
+                from medsynth.data.anatomy import unknown_freesurfer_labels
+
+                unknown = unknown_freesurfer_labels(values.astype(int))
+                if unknown:
+                    problems.append(f"{case.label}: labels {unknown} are not in medsynth's FreeSurfer table")
+            else:
+                unknown = sorted(set(values.astype(int).tolist()) - allowed_values(scheme))
+                if unknown:
+                    problems.append(f"{case.label}: label values {unknown} are outside scheme {scheme!r}")
+    if case.mask is not None:
+        mask = load(case.mask, "mask")
+        if mask is not None and not np.any(np.nan_to_num(mask) > 0.5):
+            problems.append(f"{case.mask}: brain mask is empty")
+    elif case.images and all(i is not None for i in images) and not any(np.any(np.nan_to_num(i) != 0) for i in images):
+        # no mask file: medsynth derives the mask from the images, which must not be empty
+        problems.append(f"{case.images[0]}: image is all zero (no brain to derive a mask from)")
+    if not case.images and case.label is None:
+        problems.append(f"case {case.case_id}: no image and no label file")
+    return problems
+
+
+def check_manifest(path: str | Path) -> list[str]:
+    """Validate every case of the manifest at ``path``; return every problem found (empty = OK).
+
+    Checks: files exist and load; modalities, mask and label share shape and affine;
+    label values belong to the source scheme; no NaN/Inf; a non-empty brain mask; files
+    unchanged since the manifest was built (SHA-256).
+    """
+    manifest = load_manifest(path)
+    meta = manifest["medsynth"]
+    problems = []
+    for case in manifest_cases(manifest):
+        problems.extend(check_case(case, meta["modalities"], meta.get("label_scheme"), meta.get("checksums", {})))
+    return problems

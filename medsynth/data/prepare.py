@@ -1,0 +1,203 @@
+"""``medsynth prepare``: preprocess every case of a manifest into NIfTI files + a manifest.
+
+Example::
+
+    $ medsynth prepare data_manifests/brats2013_small.json --config configs/prepare_cpu.yaml -o runs/prepared
+
+Writes ``cases/<case_id>/<case_id>_<modality>.nii.gz`` (z-scored images),
+``<case_id>_label_map.nii.gz`` (canonical scheme: anatomy + tumor) and
+``<case_id>_mask.nii.gz``, ``previews/<case_id>.png``, ``manifest.json`` (a datalist of the
+prepared files, with each case's original geometry and tumor volumes) and ``config.yaml``.
+The output folder appears only when every case succeeded.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsynth import __version__
+from medsynth.config import save_config, to_dict
+from medsynth.data.manifest import (
+    FORMAT_VERSION,
+    SPLIT_KEYS,
+    check_manifest,
+    load_manifest,
+    manifest_cases,
+)
+from medsynth.data.preprocess import PreprocessConfig, build_transforms, cache_dir_for
+from medsynth.data.scheme import CLASS_NAMES, REGIONS
+from medsynth.errors import DataError
+from medsynth.io import atomic_path, save_nifti, sha256, write_json
+
+
+def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Manifest cases as MONAI items; the files' checksums key the persistent cache."""
+    sums = manifest["medsynth"].get("checksums", {})
+    items = []
+    for case in manifest_cases(manifest):
+        item: dict[str, Any] = {"case_id": case.case_id, "split": case.split}
+        if case.images:
+            item["image"] = [str(p) for p in case.images] if len(case.images) > 1 else str(case.images[0])
+        if case.label is not None:
+            item["label"] = str(case.label)
+        if case.mask is not None:
+            item["mask"] = str(case.mask)
+        item["checksums"] = [
+            sums.get(rel) or sha256(path)
+            for rel, path in zip(_rels(case.record), [*case.images, case.label, case.mask], strict=False)
+            if path is not None
+        ]
+        items.append(item)
+    return items
+
+
+def _rels(record: dict[str, Any]) -> list[str | None]:
+    image = record.get("image", [])
+    return [
+        *([image] if isinstance(image, str) else image),
+        record.get("label"),
+        record.get("mask"),
+    ]
+
+
+def class_volumes_ml(label_map: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
+    """Volume (ml) of every canonical class present and of each BraTS region."""
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    counts = np.bincount(label_map.ravel().astype(np.int64), minlength=len(CLASS_NAMES))
+    volumes = {CLASS_NAMES[c]: round(float(counts[c]) * voxel_ml, 3) for c in CLASS_NAMES if c}
+    for region, classes in REGIONS.items():
+        volumes[region] = round(float(sum(counts[c] for c in classes)) * voxel_ml, 3)
+    return volumes
+
+
+def prepare(
+    manifest_path: str | Path,
+    output: str | Path,
+    config: PreprocessConfig | None = None,
+    cache_dir: str | Path | None = None,
+    previews: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare every case of a manifest; returns the prepared manifest.
+
+    Raises :class:`DataError` listing every problem of the input before writing anything.
+    """
+    from monai.data import PersistentDataset
+    from tqdm import tqdm
+
+    config = config or PreprocessConfig()
+    output = Path(output).resolve()
+    problems = check_manifest(manifest_path)
+    if problems:
+        raise DataError(f"{manifest_path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    manifest = load_manifest(manifest_path)
+    meta = manifest["medsynth"]
+    modalities, label_scheme = meta["modalities"], meta.get("label_scheme")
+    items = _items(manifest)
+    transforms = build_transforms(
+        config,
+        modalities,
+        label_scheme,
+        has_image="image" in items[0],
+        has_label="label" in items[0],
+        has_mask="mask" in items[0],
+    )
+    cache = cache_dir_for(config, label_scheme, cache_dir)
+    dataset = PersistentDataset(items, transform=transforms, cache_dir=cache)
+
+    started = time.perf_counter()
+    sections: dict[str, list[dict[str, Any]]] = {}
+    with atomic_path(output) as tmp:
+        tmp.mkdir(parents=True)
+        for index in tqdm(range(len(items)), desc="prepare", unit="case", disable=not progress):
+            item = items[index]
+            case_id = item["case_id"]
+            try:
+                prepared = dataset[index]
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(
+                    f"case {case_id} ({item.get('image') or item.get('label')}): preprocessing failed: {exc}"
+                ) from exc
+            sections.setdefault(SPLIT_KEYS[item["split"]], []).append(
+                _write_case(tmp, case_id, item["split"], prepared, modalities, config, previews)
+            )
+        prepared_manifest = {
+            "name": f"{manifest.get('name', 'dataset')}_prepared",
+            "description": f"{manifest.get('name', 'dataset')} prepared by medsynth {__version__}",
+            "modality": {str(i): m for i, m in enumerate(modalities)},
+            "labels": {str(k): v for k, v in CLASS_NAMES.items()},
+            "numTraining": len(sections.get("training", [])),
+            **sections,
+            "medsynth": {
+                "format_version": FORMAT_VERSION,
+                "kind": "prepared",
+                "label_scheme": "canonical",
+                "source_label_scheme": label_scheme,
+                "source_layout": meta.get("layout"),
+                "modalities": modalities,
+                "preprocess": to_dict(config),
+                "source_manifest": str(Path(manifest_path).resolve()),
+                "source_manifest_sha256": sha256(manifest_path),
+                "checksums": {},
+                "created_by": {"medsynth": __version__, "command": " ".join(sys.argv)},
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        }
+        for entries in sections.values():
+            for entry in entries:
+                for key in ("image", "label", "mask"):
+                    value = entry.get(key)
+                    for rel in [value] if isinstance(value, str) else value or []:
+                        prepared_manifest["medsynth"]["checksums"][rel] = sha256(tmp / rel)
+        save_config(config, tmp / "config.yaml")
+        write_json(prepared_manifest, tmp / "manifest.json")
+    prepared_manifest["medsynth"]["path"] = str(output / "manifest.json")
+    return prepared_manifest
+
+
+def _write_case(
+    root: Path,
+    case_id: str,
+    split: str,
+    prepared: dict[str, Any],
+    modalities: list[str],
+    config: PreprocessConfig,
+    previews: bool,
+) -> dict[str, Any]:
+    folder = Path("cases") / case_id
+    affine = prepared["affine"].numpy()
+    label_array = prepared["label_map"][0].numpy()
+    entry: dict[str, Any] = {"case_id": case_id, "split": split}
+    image = None
+    if "image" in prepared:
+        image = prepared["image"].numpy()
+        entry["image"] = []
+        for channel, modality in zip(image, modalities, strict=True):
+            rel = folder / f"{case_id}_{modality}.nii.gz"
+            save_nifti(channel, affine, root / rel, dtype=np.float32)
+            entry["image"].append(rel.as_posix())
+    rel_label = folder / f"{case_id}_label_map.nii.gz"
+    save_nifti(label_array, affine, root / rel_label, dtype=np.int16)
+    rel_mask = folder / f"{case_id}_mask.nii.gz"
+    save_nifti(prepared["mask"][0].numpy(), affine, root / rel_mask, dtype=np.uint8)
+    entry["label"] = rel_label.as_posix()
+    entry["mask"] = rel_mask.as_posix()
+    entry["original"] = {
+        "affine": prepared["original_affine"].tolist(),
+        "shape": prepared["original_shape"].tolist(),
+    }
+    entry["volumes_ml"] = class_volumes_ml(label_array, config.spacing_mm)
+    if previews:
+        rel_preview = Path("previews") / f"{case_id}.png"
+        from medsynth.viz import save_case_preview
+
+        save_case_preview(root / rel_preview, image, label_array, modalities, title=f"{case_id} ({split})")
+        entry["preview"] = rel_preview.as_posix()
+    return entry

@@ -1,0 +1,263 @@
+"""Preprocessing: the one implementation every later stage uses (models, loaders, benchmark).
+
+MONAI transforms, in order: load (modalities stacked as channels), brain mask (derived
+when the layout has none), orient to RAS, resample to the configured spacing (linear for
+images, nearest for labels), labels to the canonical scheme, intensities z-scored inside
+the brain, crop around the brain and pad/crop to a fixed grid divisible by 16, and the
+anatomy label map (tissue classes + tumor sub-regions).
+
+Outputs carry the prepared grid's affine and the original scan's affine and shape, so
+results can be written back into the original space with :func:`to_original_space`.
+
+Deterministic outputs are cached on disk with MONAI's ``PersistentDataset`` (medsynth's own steps subclass MONAI's
+``Transform`` so it knows they are deterministic and cacheable) under a folder
+named by the hash of the config, the label scheme and medsynth's preprocessing version;
+cache items also hash the input files' SHA-256, so a changed file or config misses the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.transforms import Transform
+from scipy import ndimage
+
+from medsynth.data import scheme
+from medsynth.data.anatomy import classify_tissues, freesurfer_to_anatomy
+
+# Bump when the transforms below change what they produce, to invalidate old caches.
+PREPROCESS_VERSION = "1"
+
+
+@dataclass
+class AnatomyConfig:
+    """Unsupervised tissue classification of real subjects (see ``medsynth.data.anatomy``)."""
+
+    smoothing_voxels: int = 3  # width of the majority filter on the tissue classes (1 = none)
+
+
+@dataclass
+class PreprocessConfig:
+    """How scans become the fixed-grid volumes every model sees."""
+
+    spacing_mm: tuple[float, float, float] = (2.0, 2.0, 2.0)  # working voxel size (mm)
+    grid: tuple[int, int, int] = (80, 96, 80)  # output shape (voxels), each divisible by 16
+    orientation: str = "RAS"  # axis codes of the output
+    anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
+
+    def __post_init__(self) -> None:
+        if any(s <= 0 for s in self.spacing_mm):
+            raise ValueError(f"spacing_mm must be positive, got {self.spacing_mm}")
+        if any(g <= 0 or g % 16 for g in self.grid):
+            raise ValueError(f"grid must be positive multiples of 16, got {self.grid}")
+        codes = self.orientation.upper()
+        if len(codes) != 3 or any(len(set(codes) & set(pair)) != 1 for pair in ("LR", "AP", "SI")):
+            raise ValueError(f"orientation must be three axis codes like 'RAS', got {self.orientation!r}")
+
+
+def build_transforms(
+    config: PreprocessConfig,
+    modalities: list[str],
+    label_scheme: str | None,
+    has_image: bool,
+    has_label: bool,
+    has_mask: bool,
+):
+    """The MONAI ``Compose`` that turns a manifest item into a prepared case.
+
+    Input item keys: ``image`` (list of files or one 4D file), ``label``, ``mask`` (each
+    optional). Output keys: ``image`` (C, X, Y, Z float32), ``label_map`` (1, X, Y, Z,
+    canonical scheme), ``mask`` (1, X, Y, Z, 0/1).
+    """
+    from monai.transforms import (
+        Compose,
+        CropForegroundd,
+        EnsureChannelFirstd,
+        LoadImaged,
+        MaskIntensityd,
+        NormalizeIntensityd,
+        Orientationd,
+        ResizeWithPadOrCropd,
+        Spacingd,
+    )
+
+    loaded = [k for k, present in (("image", has_image), ("label", has_label), ("mask", has_mask)) if present]
+    spatial_keys = [*loaded] if has_mask else [*loaded, "mask"]
+    modes = ["bilinear" if k == "image" else "nearest" for k in spatial_keys]
+    transforms = [
+        LoadImaged(keys=loaded, image_only=True),
+        EnsureChannelFirstd(keys=loaded),
+    ]
+    if not has_mask:
+        transforms.append(DeriveBrainMaskd(label_scheme=label_scheme))
+    transforms += [
+        Orientationd(keys=spatial_keys, axcodes=config.orientation),
+        Spacingd(keys=spatial_keys, pixdim=config.spacing_mm, mode=modes, dtype=np.float32),
+        BinarizeMaskd(),
+    ]
+    if has_image:
+        transforms += [
+            # MONAI's NormalizeIntensityd takes no explicit mask: zero the outside first, then
+            # normalise the non-zero (= brain) voxels per channel.
+            MaskIntensityd(keys="image", mask_key="mask"),
+            NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True),
+        ]
+    transforms += [
+        CropForegroundd(keys=spatial_keys, source_key="mask", allow_smaller=True),
+        ResizeWithPadOrCropd(keys=spatial_keys, spatial_size=config.grid),
+        AnatomyLabelMapd(config=config.anatomy, modalities=modalities, label_scheme=label_scheme),
+        PlainTensorsd(),
+    ]
+    return Compose(transforms)
+
+
+class DeriveBrainMaskd(Transform):
+    """Add ``mask`` when a layout has none: non-zero image voxels, or label values in the brain.
+
+    Holes are filled and only the largest connected component is kept.
+    """
+
+    def __init__(self, label_scheme: str | None) -> None:
+        self.label_scheme = label_scheme
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        from monai.data import MetaTensor
+
+        if "image" in data:
+            reference = data["image"]
+            brain = np.any(np.asarray(reference) != 0, axis=0)
+        else:
+            reference = data["label"]
+            labels = np.asarray(reference[0])
+            brain = labels > 0
+            if self.label_scheme == "freesurfer":
+                brain &= labels < 500
+        brain = ndimage.binary_fill_holes(brain)
+        components, count = ndimage.label(brain)
+        if count > 1:
+            sizes = ndimage.sum_labels(brain, components, range(1, count + 1))
+            brain = components == (1 + int(np.argmax(sizes)))
+        out = dict(data)
+        out["mask"] = MetaTensor(brain[None].astype(np.float32), meta=dict(reference.meta))
+        return out
+
+
+class BinarizeMaskd(Transform):
+    """Brain masks come as float (e.g. 0.99999997) or resampled; make them exactly 0/1."""
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        out["mask"] = (data["mask"] > 0.5).float()
+        return out
+
+
+class AnatomyLabelMapd(Transform):
+    """Build ``label_map`` (canonical scheme) from the tumor labels and the anatomy.
+
+    Real subjects: tissues by :func:`~medsynth.data.anatomy.classify_tissues` on the
+    prepared images with the tumor excluded, tumor labels written over them. FreeSurfer
+    label maps: tissues by lookup table, no tumor. Everything outside the brain mask is 0.
+    """
+
+    def __init__(self, config: AnatomyConfig, modalities: list[str], label_scheme: str | None) -> None:
+        self.config = config
+        self.modalities = modalities
+        self.label_scheme = label_scheme
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        from monai.data import MetaTensor
+
+        brain = np.asarray(data["mask"][0]) > 0
+        out = dict(data)
+        label = np.rint(np.asarray(data["label"][0])).astype(np.int64) if "label" in data else None
+        if self.label_scheme == "freesurfer":
+            label_map = freesurfer_to_anatomy(label)
+        else:
+            tumor = (
+                scheme.to_canonical_tumor(label, self.label_scheme)
+                if label is not None and self.label_scheme
+                else np.zeros(brain.shape, np.int16)
+            )
+            label_map = classify_tissues(
+                np.asarray(data["image"]),
+                brain,
+                self.modalities,
+                exclude=tumor > 0,
+                smoothing_voxels=self.config.smoothing_voxels,
+            )
+            label_map = np.where(tumor > 0, tumor, label_map)
+        label_map = np.where(brain, label_map, scheme.BACKGROUND).astype(np.int16)
+        out["label_map"] = MetaTensor(label_map[None], meta=dict(data["mask"].meta))
+        out.pop("label", None)
+        return out
+
+
+class PlainTensorsd(Transform):
+    """Replace MetaTensors by plain tensors plus the geometry, as plain tensors and strings.
+
+    The persistent cache is read back with ``torch.load(weights_only=True)``, which refuses
+    MetaTensor and the arbitrary objects in its metadata; plain tensors keep the cache
+    loadable safely and small. Output keys: ``image`` (float32), ``label_map`` (int16),
+    ``mask`` (uint8), ``affine`` and ``original_affine`` (float64 4x4), ``original_shape``,
+    ``filename``.
+    """
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        meta = data["mask"].meta
+        out = {k: v for k, v in data.items() if k not in ("image", "label_map", "mask")}
+        if "image" in data:
+            out["image"] = data["image"].as_tensor().to(torch.float32)
+        out["label_map"] = data["label_map"].as_tensor().to(torch.int16)
+        out["mask"] = data["mask"].as_tensor().to(torch.uint8)
+        out["affine"] = torch.as_tensor(np.asarray(data["mask"].affine), dtype=torch.float64)
+        out["original_affine"] = torch.as_tensor(np.asarray(meta["original_affine"]), dtype=torch.float64)
+        out["original_shape"] = torch.as_tensor(np.asarray(meta["spatial_shape"]), dtype=torch.int64)
+        out["filename"] = str(meta.get("filename_or_obj", ""))
+        return out
+
+
+def cache_dir_for(config: PreprocessConfig, label_scheme: str | None, root: str | Path | None = None) -> Path:
+    """The cache folder of one preprocessing config (``$MEDSYNTH_CACHE`` or ~/.cache/medsynth)."""
+    from medsynth.config import config_hash
+
+    root = Path(root or os.environ.get("MEDSYNTH_CACHE", Path.home() / ".cache" / "medsynth"))
+    return root / "preprocess" / config_hash(config, extra=f"{label_scheme}|{PREPROCESS_VERSION}")
+
+
+def to_original_space(
+    volume: np.ndarray,
+    prepared_affine: np.ndarray,
+    original_affine: np.ndarray,
+    original_shape: tuple[int, int, int],
+    mode: str = "nearest",
+) -> np.ndarray:
+    """Resample a prepared volume ``(X, Y, Z)`` or ``(C, X, Y, Z)`` back onto the original scan grid.
+
+    Uses world coordinates (both affines), so orientation, spacing, crop and pad are all
+    undone. ``mode="nearest"`` for label maps, ``"bilinear"`` for images.
+    """
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    array = np.asarray(volume)
+    squeeze = array.ndim == 3
+    source = MetaTensor(
+        torch.as_tensor(array[None] if squeeze else array, dtype=torch.float32),
+        affine=torch.as_tensor(prepared_affine, dtype=torch.float64),
+    )
+    resampled = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)(
+        source,
+        dst_affine=torch.as_tensor(original_affine, dtype=torch.float64),
+        spatial_size=tuple(original_shape),
+    )
+    result = np.asarray(resampled)
+    if mode == "nearest":
+        result = np.rint(result).astype(np.asarray(volume).dtype)
+    return result[0] if squeeze else result
