@@ -66,6 +66,27 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(args: argparse.Namespace) -> int:
+    from medsynth.config import load_config
+    from medsynth.labels import LabelConfig, ReshapeSpec, generate_label_maps
+
+    config = load_config(LabelConfig, args.config, args.overrides)
+    reshape = load_config(ReshapeSpec, args.reshape) if args.reshape else None
+    manifest = generate_label_maps(
+        args.sources,
+        args.output,
+        n=args.n,
+        seed=args.seed,
+        healthy_manifests=args.healthy,
+        config=config,
+        reshape=reshape,
+        splits=tuple(args.splits),
+    )
+    seconds = manifest["medsynth"]["seconds"]
+    print(f"wrote {args.output}: {args.n} label maps in {seconds:.1f} s; report: {args.output / 'report.md'}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from medsynth.demo import run_demo
 
@@ -124,6 +145,40 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-previews", action="store_true", help="skip the preview PNGs")
     prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     prep.set_defaults(func=_prepare)
+
+    labels = commands.add_parser(
+        "labels",
+        help="make new tumor label maps from real tumors and (healthy) anatomies",
+        description="Transform real tumors (rotation, volume scale, elastic deformation) and place them into "
+        "target anatomies, optionally to target distributions. Example: medsynth labels --from "
+        "prepared/brats/manifest.json --healthy prepared/synthseg/manifest.json --n 100 --seed 0 "
+        "--reshape configs/reshape/balanced_sides.yaml -o labels",
+    )
+    labels.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="PREPARED_MANIFEST",
+        help="prepared manifest(s) with tumors (their subjects' anatomies are targets too)",
+    )
+    labels.add_argument(
+        "--healthy",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="PREPARED_MANIFEST",
+        help="prepared manifest(s) of healthy anatomies (SynthSeg, Colin27)",
+    )
+    labels.add_argument("--n", type=int, required=True, help="number of label maps")
+    labels.add_argument("--seed", type=int, default=0)
+    labels.add_argument("--reshape", type=Path, help="YAML of target distributions (configs/reshape/)")
+    labels.add_argument("--config", type=Path, help="YAML placement config (configs/labels_default.yaml)")
+    labels.add_argument("--splits", nargs="+", default=["train"], help="source splits to use (default: train)")
+    labels.add_argument("-o", "--output", type=Path, required=True)
+    labels.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    labels.set_defaults(func=_labels)
 
     demo = commands.add_parser(
         "demo",

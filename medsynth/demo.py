@@ -3,8 +3,9 @@
     $ medsynth demo -o runs/demo
 
 Builds and checks manifests of the bundled BraTS subjects and healthy anatomies, prepares
-them at the CPU working resolution (2 mm, 80x96x80), and writes previews. Each later stage
-of medsynth adds its step here.
+them at the CPU working resolution (2 mm, 80x96x80), writes previews, then makes new tumor
+label maps (training tumors placed into healthy and patient anatomies, left/right balanced).
+Each later stage of medsynth adds its step here.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ SAMPLE_DATASETS = {
 
 
 def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[str, Path]:
-    """Run the demo into ``output``; returns the prepared manifest of each sample dataset."""
+    """Run the demo into ``output``; returns the manifest of each output (prepared datasets, labels)."""
     output = Path(output)
     config = PreprocessConfig()
     prepared = {}
@@ -53,4 +54,25 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
         n_cases = sum(len(manifest.get(k, [])) for k in ("training", "validation", "test"))
         print(f"[demo] {name}: {n_cases} case(s) prepared in {time.perf_counter() - started:.1f} s -> {target}")
     print(f"[demo] previews: {output / 'prepared' / '*' / 'previews'}")
+
+    from medsynth.labels import LabelConfig, ReshapeSpec, generate_label_maps
+
+    started = time.perf_counter()
+    labels = output / "labels"
+    if labels.exists():
+        import shutil
+
+        shutil.rmtree(labels)
+    generate_label_maps(
+        [prepared["brats2013"]],
+        labels,
+        n=8,
+        seed=0,
+        healthy_manifests=[prepared["synthseg"], prepared["colin27"]],
+        config=LabelConfig(),
+        reshape=ReshapeSpec(hemisphere={"left": 0.5, "right": 0.5}),
+        progress=False,
+    )
+    prepared["labels"] = labels / "manifest.json"
+    print(f"[demo] labels: 8 new label maps in {time.perf_counter() - started:.1f} s -> {labels} (report.md)")
     return prepared

@@ -30,3 +30,6 @@ def test_demo_end_to_end(tmp_path):
             assert label_map.shape == (80, 96, 80)
             assert {1, 2, 3} <= set(np.unique(label_map).tolist())
             assert (tmp_path / "demo" / "prepared" / name / entry["preview"]).exists()
+    labels = json.loads((tmp_path / "demo" / "labels" / "manifest.json").read_text())
+    assert len(labels["training"]) == 8
+    assert (tmp_path / "demo" / "labels" / "report.md").exists()

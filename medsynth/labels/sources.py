@@ -1,0 +1,114 @@
+"""Sources of new label maps: target anatomies and real tumors, read from prepared manifests.
+
+An :class:`Anatomy` is a brain (tissue classes only) into which a tumor can be placed: a
+healthy anatomy (SynthSeg, Colin27) or a real subject with its tumor removed (tumor voxels
+take the tissue class of the nearest non-tumor brain voxel). A :class:`Tumor` is a real
+subject's tumor with all its sub-regions, cropped to its bounding box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from medsynth.data.manifest import load_manifest, manifest_cases
+from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES
+from medsynth.errors import DataError
+from medsynth.io import load_nifti, sha256
+
+
+@dataclass
+class Anatomy:
+    """A target brain: tissue label map (0-3), on the prepared grid."""
+
+    case_id: str
+    split: str  # the source subject's split; "healthy" for anatomies of no patient
+    label_map: np.ndarray  # int16, tissue classes only
+    affine: np.ndarray
+    source: str  # manifest path
+    source_sha256: str  # of the label map file
+
+    @property
+    def brain(self) -> np.ndarray:
+        return self.label_map > 0
+
+
+@dataclass
+class Tumor:
+    """A real tumor cropped to its bounding box (canonical tumor classes, 0 elsewhere)."""
+
+    case_id: str
+    split: str
+    labels: np.ndarray  # int16 crop
+    spacing_mm: tuple[float, float, float]
+    source: str
+    source_sha256: str
+
+    @property
+    def volume_ml(self) -> float:
+        return float((self.labels > 0).sum()) * float(np.prod(self.spacing_mm)) / 1000.0
+
+    def fraction(self, tumor_class: int) -> float:
+        """Share of the whole tumor taken by one sub-region."""
+        whole = (self.labels > 0).sum()
+        return float((self.labels == tumor_class).sum() / whole) if whole else 0.0
+
+
+def remove_tumor(label_map: np.ndarray) -> np.ndarray:
+    """Replace tumor voxels by the tissue class of the nearest non-tumor brain voxel."""
+    tumor = label_map >= NETC
+    if not tumor.any():
+        return label_map.copy()
+    _, indices = ndimage.distance_transform_edt(tumor | (label_map == 0), return_indices=True)
+    filled = label_map[tuple(indices)]
+    out = label_map.copy()
+    out[tumor] = filled[tumor]
+    return out
+
+
+def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(round(s, 4)) for s in np.sqrt((affine[:3, :3] ** 2).sum(0)))
+
+
+def read_sources(
+    manifest_paths: list[str | Path],
+    splits: tuple[str, ...] | None = ("train",),
+    healthy: bool = False,
+) -> tuple[list[Anatomy], list[Tumor]]:
+    """Anatomies and tumors of prepared manifests.
+
+    Args:
+        manifest_paths: manifests written by ``medsynth prepare``.
+        splits: only cases of these splits (``None``: all). Ignored for ``healthy`` sources.
+        healthy: the manifests hold healthy anatomies (no patient): their split is "healthy".
+    """
+    anatomies: list[Anatomy] = []
+    tumors: list[Tumor] = []
+    for path in manifest_paths:
+        manifest = load_manifest(path)
+        if manifest["medsynth"].get("kind") != "prepared":
+            raise DataError(f"{path}: not a prepared manifest (run `medsynth prepare` on it first)")
+        for case in manifest_cases(manifest, splits=None if healthy else splits):
+            label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
+            digest = sha256(case.label)
+            split = "healthy" if healthy else case.split
+            anatomies.append(Anatomy(case.case_id, split, remove_tumor(label_map), affine, str(path), digest))
+            tumor = np.where(np.isin(label_map, TUMOR_CLASSES), label_map, 0).astype(np.int16)
+            if tumor.any():
+                box = tuple(slice(a.min(), a.max() + 1) for a in np.nonzero(tumor))
+                tumors.append(Tumor(case.case_id, split, tumor[box], _spacing(affine), str(path), digest))
+    if anatomies:
+        shapes = {a.label_map.shape for a in anatomies}
+        spacings = {_spacing(a.affine) for a in anatomies}
+        if len(shapes) > 1 or len(spacings) > 1:
+            raise DataError(
+                f"sources are on different grids (shapes {sorted(shapes)}, spacings {sorted(spacings)}); "
+                "prepare them with the same config"
+            )
+    return anatomies, tumors
+
+
+SUBREGION_NAMES = {NETC: "netc", SNFH: "snfh", ET: "et"}
