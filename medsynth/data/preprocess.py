@@ -30,7 +30,7 @@ from medsynth.data import scheme
 from medsynth.data.anatomy import classify_tissues, freesurfer_to_anatomy
 
 # Bump when the transforms below change what they produce, to invalidate old caches.
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"
 
 
 @dataclass
@@ -107,6 +107,7 @@ def build_transforms(
             NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True),
         ]
     transforms += [
+        KeepTopOfBraind(grid=config.grid, orientation=config.orientation),
         CropForegroundd(keys=spatial_keys, source_key="mask", allow_smaller=True),
         ResizeWithPadOrCropd(keys=spatial_keys, spatial_size=config.grid),
         AnatomyLabelMapd(config=config.anatomy, modalities=modalities, label_scheme=label_scheme),
@@ -152,6 +153,36 @@ class BinarizeMaskd(Transform):
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         out = dict(data)
         out["mask"] = (data["mask"] > 0.5).float()
+        return out
+
+
+class KeepTopOfBraind(Transform):
+    """Drop mask voxels more than one grid height below the top of the brain.
+
+    A brain taller than the grid (e.g. SynthSeg maps, which run down the brainstem) would
+    otherwise be cropped about its centre, cutting the cortex at the vertex; this keeps the
+    cortex and gives up the lowest brainstem instead.
+    """
+
+    def __init__(self, grid: tuple[int, int, int], orientation: str) -> None:
+        codes = orientation.upper()
+        self.axis = next(i for i, c in enumerate(codes) if c in "SI")
+        self.superior_is_high = codes[self.axis] == "S"
+        self.height = grid[self.axis]
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        mask = data["mask"]
+        occupied = np.flatnonzero(np.asarray(mask[0]).any(axis=tuple(i for i in range(3) if i != self.axis)))
+        if len(occupied) == 0 or occupied[-1] - occupied[0] < self.height:
+            return data
+        index = [slice(None)] * 4
+        if self.superior_is_high:
+            index[self.axis + 1] = slice(None, occupied[-1] + 1 - self.height)
+        else:
+            index[self.axis + 1] = slice(occupied[0] + self.height, None)
+        out = dict(data)
+        out["mask"] = mask.clone()
+        out["mask"][tuple(index)] = 0
         return out
 
 

@@ -146,3 +146,16 @@ def test_prepare_cli_writes_resolved_config(brats2013_dir, tmp_path):
     assert code == 0
     assert "- 48" in (tmp_path / "p" / "config.yaml").read_text()
     assert (tmp_path / "p" / "manifest.json").exists()
+
+
+def test_tall_brain_keeps_the_vertex():
+    import torch
+    from monai.data import MetaTensor
+
+    from medsynth.data.preprocess import KeepTopOfBraind
+
+    mask = torch.zeros(1, 8, 8, 40)
+    mask[:, 2:6, 2:6, 5:35] = 1  # 30 voxels tall, grid height 16
+    out = KeepTopOfBraind(grid=(16, 16, 16), orientation="RAS")({"mask": MetaTensor(mask)})["mask"]
+    rows = torch.nonzero(out[0].sum((0, 1))).flatten()
+    assert rows.max() == 34 and rows.min() == 34 - 16 + 1
