@@ -45,6 +45,25 @@ class Case:
     mask: Path | None
     record: dict[str, Any]  # the manifest entry as written (relative paths, extra keys)
 
+    @property
+    def files(self) -> list[Path]:
+        """Absolute paths of the case's files, in the order of :func:`entry_files`."""
+        return [*self.images, *(p for p in (self.label, self.mask) if p is not None)]
+
+
+def entry_files(entry: dict[str, Any]) -> list[str]:
+    """Relative paths of the files a manifest entry names: images, then label, then mask."""
+    files: list[str] = []
+    for key in ("image", "label", "mask"):
+        value = entry.get(key)
+        files += [value] if isinstance(value, str) else list(value or [])
+    return files
+
+
+def file_checksums(entries: list[dict[str, Any]], base: Path) -> dict[str, str]:
+    """SHA-256 of every file the entries name, keyed by their path relative to ``base``."""
+    return {rel: sha256(base / rel) for entry in entries for rel in entry_files(entry)}
+
 
 def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
@@ -103,10 +122,7 @@ def build_manifest(
         if case.mask is not None:
             entry["mask"] = _relative(case.mask, base)
         if checksums:
-            for key in ("image", "label", "mask"):
-                values = entry.get(key)
-                for rel in [values] if isinstance(values, str) else values or []:
-                    sums[rel] = sha256(base / rel)
+            sums.update(file_checksums([entry], base))
         sections.setdefault(SPLIT_KEYS[case.split], []).append(entry)
     manifest: dict[str, Any] = {
         "name": name or data_dir.name,
@@ -191,12 +207,7 @@ def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict
     """Every problem of one case, each as ``'<file>: <what is wrong>'``."""
     problems: list[str] = []
     reference: tuple[Path, tuple[int, ...], np.ndarray] | None = None
-    rel_of: dict[Path, str] = {}
-    for key in ("image", "label", "mask"):
-        value = case.record.get(key)
-        rels = [value] if isinstance(value, str) else (value or [])
-        files = case.images if key == "image" else [getattr(case, key)]
-        rel_of.update(zip(files, rels, strict=False))
+    rel_of = dict(zip(case.files, entry_files(case.record), strict=False))
 
     def load(path: Path, role: str):
         nonlocal reference

@@ -26,6 +26,8 @@ from medsynth.data.manifest import (
     FORMAT_VERSION,
     SPLIT_KEYS,
     check_manifest,
+    entry_files,
+    file_checksums,
     load_manifest,
     manifest_cases,
 )
@@ -48,21 +50,10 @@ def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         if case.mask is not None:
             item["mask"] = str(case.mask)
         item["checksums"] = [
-            sums.get(rel) or sha256(path)
-            for rel, path in zip(_rels(case.record), [*case.images, case.label, case.mask], strict=False)
-            if path is not None
+            sums.get(rel) or sha256(path) for rel, path in zip(entry_files(case.record), case.files, strict=True)
         ]
         items.append(item)
     return items
-
-
-def _rels(record: dict[str, Any]) -> list[str | None]:
-    image = record.get("image", [])
-    return [
-        *([image] if isinstance(image, str) else image),
-        record.get("label"),
-        record.get("mask"),
-    ]
 
 
 def class_volumes_ml(label_map: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
@@ -150,12 +141,9 @@ def prepare(
                 "seconds": round(time.perf_counter() - started, 2),
             },
         }
-        for entries in sections.values():
-            for entry in entries:
-                for key in ("image", "label", "mask"):
-                    value = entry.get(key)
-                    for rel in [value] if isinstance(value, str) else value or []:
-                        prepared_manifest["medsynth"]["checksums"][rel] = sha256(tmp / rel)
+        prepared_manifest["medsynth"]["checksums"] = file_checksums(
+            [entry for entries in sections.values() for entry in entries], tmp
+        )
         save_config(config, tmp / "config.yaml")
         write_json(prepared_manifest, tmp / "manifest.json")
     prepared_manifest["medsynth"]["path"] = str(output / "manifest.json")

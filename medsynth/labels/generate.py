@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from medsynth import __version__
 from medsynth.config import save_config, to_dict
+from medsynth.data.manifest import SPLIT_KEYS
 from medsynth.data.scheme import CLASS_NAMES, ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_path, save_nifti, write_json
@@ -39,7 +40,7 @@ from medsynth.labels.locations import (
 )
 from medsynth.labels.placement import TumorParams, transform_tumor
 from medsynth.labels.reshape import ReshapeSpec
-from medsynth.labels.sources import Anatomy, Tumor, read_sources
+from medsynth.labels.sources import Anatomy, Tumor, check_same_grid, read_sources
 
 _NAME_TO_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 _MIN_DEPTH_RADII = 0.8  # a centre must lie this many equivalent-sphere radii inside the brain
@@ -151,8 +152,8 @@ class LabelMapSampler:
         self._candidates: dict[tuple[int, str | None, str | None], tuple[np.ndarray, np.ndarray]] = {}
         for index, anatomy in enumerate(self.anatomies):
             allowed = anatomy.brain & ~np.isin(anatomy.label_map, excluded)
-            voxels = np.argwhere(allowed)
-            depth = ndimage.distance_transform_edt(anatomy.brain)[allowed]
+            voxels = np.argwhere(allowed).astype(np.int16)  # 15 location subsets per anatomy: keep them small
+            depth = ndimage.distance_transform_edt(anatomy.brain)[allowed].astype(np.float32)
             uvw = normalised_coordinates(voxels, anatomy.affine, brain_frame(anatomy.brain, anatomy.affine))
             hemispheres, regions = hemisphere_of(uvw), region_of(uvw)
             for hemisphere in (None, *HEMISPHERES):
@@ -289,9 +290,7 @@ def generate_label_maps(
     if healthy_manifests:
         healthy, _ = read_sources(healthy_manifests, healthy=True)
         anatomies += healthy
-        shapes = {a.label_map.shape for a in anatomies}
-        if len(shapes) > 1:
-            raise MedsynthError(f"healthy and patient sources are on different grids: {sorted(shapes)}")
+        check_same_grid(anatomies)
     sampler = LabelMapSampler(anatomies, tumors, config, reshape)
     output = Path(output).resolve()
     started = time.perf_counter()
@@ -310,8 +309,7 @@ def generate_label_maps(
         seconds = time.perf_counter() - started
         sections: dict[str, list] = {}
         for entry in entries:
-            key = {"train": "training", "validation": "validation", "test": "test"}[entry["split"]]
-            sections.setdefault(key, []).append(entry)
+            sections.setdefault(SPLIT_KEYS[entry["split"]], []).append(entry)
         manifest = {
             "name": output.name,
             "description": f"{n} synthetic tumor label maps made by medsynth {__version__}",

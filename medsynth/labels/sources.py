@@ -100,15 +100,19 @@ def read_sources(
             if tumor.any():
                 box = tuple(slice(a.min(), a.max() + 1) for a in np.nonzero(tumor))
                 tumors.append(Tumor(case.case_id, split, tumor[box], _spacing(affine), str(path), digest))
-    if anatomies:
-        shapes = {a.label_map.shape for a in anatomies}
-        spacings = {_spacing(a.affine) for a in anatomies}
-        if len(shapes) > 1 or len(spacings) > 1:
-            raise DataError(
-                f"sources are on different grids (shapes {sorted(shapes)}, spacings {sorted(spacings)}); "
-                "prepare them with the same config"
-            )
+    check_same_grid(anatomies)
     return anatomies, tumors
+
+
+def check_same_grid(anatomies: list[Anatomy]) -> None:
+    """Refuse anatomies on different grids (tumors and maps are placed voxel for voxel)."""
+    shapes = {a.label_map.shape for a in anatomies}
+    spacings = {_spacing(a.affine) for a in anatomies}
+    if len(shapes) > 1 or len(spacings) > 1:
+        raise DataError(
+            f"sources are on different grids (shapes {sorted(shapes)}, spacings {sorted(spacings)}); "
+            "prepare them with the same config"
+        )
 
 
 SUBREGION_NAMES = {NETC: "netc", SNFH: "snfh", ET: "et"}
