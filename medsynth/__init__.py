@@ -9,6 +9,23 @@ Heavy dependencies (torch, MONAI) are imported lazily so ``import medsynth`` and
 
 __version__ = "0.1.0"
 
+from pathlib import Path
+
 from medsynth.errors import MedsynthError
 
-__all__ = ["MedsynthError", "__version__"]
+__all__ = ["MedsynthError", "__version__", "load_generator", "pretrained"]
+
+
+def load_generator(path, device="auto"):
+    """Load a trained generator (``generator.pt`` or ``checkpoint.pt``); see ``medsynth.models.generator``."""
+    from medsynth.models.generator import load_generator as _load
+
+    return _load(path, device=device)
+
+
+def pretrained(kind: str) -> Path:
+    """Path of the small CPU checkpoint shipped with medsynth: ``kind`` is ``"gan"`` or ``"vae"``."""
+    path = Path(__file__).resolve().parent / "pretrained" / f"{kind}_cpu.pt"
+    if not path.is_file():
+        raise MedsynthError(f"no shipped checkpoint {path.name}; choose 'gan' or 'vae'")
+    return path

@@ -56,6 +56,13 @@ def _pad_to(tile: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def tumor_center(label_map: np.ndarray) -> tuple[int, int, int]:
+    """Centre of mass of the tumor (canonical classes >= 4), or the volume centre without one."""
+    if (label_map >= 4).any():
+        return tuple(int(round(c)) for c in np.argwhere(label_map >= 4).mean(0))
+    return tuple(s // 2 for s in label_map.shape)
+
+
 def case_tiles(
     image: np.ndarray | None,
     label_map: np.ndarray | None,
@@ -68,12 +75,8 @@ def case_tiles(
     tumor overlaid; columns: axial, coronal, sagittal. ``center`` defaults to the tumor's
     centre of mass (or the volume centre).
     """
-    ref = image[0] if image is not None else label_map
-    shape = ref.shape
     if center is None:
-        center = tuple(s // 2 for s in shape)
-        if label_map is not None and (label_map >= 4).any():
-            center = tuple(int(round(c)) for c in np.argwhere(label_map >= 4).mean(0))
+        center = tumor_center(label_map) if label_map is not None else tuple(s // 2 for s in image.shape[1:])
     rows: list[list[np.ndarray]] = []
     if image is not None:
         for channel in image:

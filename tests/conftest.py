@@ -111,3 +111,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "brats2013_small").is_dir():
         pytest.skip(f"integration data not found at {SHARED_DATA} (the repo's ../shared/data)")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="session")
+def prepared_phantoms(tmp_path_factory) -> Path:
+    """A prepared manifest of 4 phantom subjects (3 train, 1 validation) on a 48^3 2 mm grid."""
+    from medsynth.data.manifest import build_manifest
+    from medsynth.data.prepare import prepare
+    from medsynth.data.preprocess import PreprocessConfig
+
+    root = tmp_path_factory.mktemp("prepared_phantoms")
+    build_manifest(make_dataset(root / "raw", "brats2013", n=4), root / "m.json")
+    config = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), grid=(48, 48, 48))
+    prepare(root / "m.json", root / "prepared", config, cache_dir=root / "cache", previews=False, progress=False)
+    return root / "prepared" / "manifest.json"

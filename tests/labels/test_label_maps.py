@@ -11,7 +11,6 @@ from conftest import make_dataset
 
 from medsynth.cli import main
 from medsynth.data.manifest import build_manifest
-from medsynth.data.prepare import prepare
 from medsynth.data.preprocess import PreprocessConfig
 from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
@@ -23,12 +22,8 @@ TINY = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), grid=(48, 48, 48))
 
 
 @pytest.fixture(scope="module")
-def prepared_manifest(tmp_path_factory):
-    root = tmp_path_factory.mktemp("labels")
-    data = make_dataset(root / "raw", "brats2013", n=4)
-    build_manifest(data, root / "m.json")
-    prepare(root / "m.json", root / "prepared", TINY, previews=False, progress=False)
-    return root / "prepared" / "manifest.json"
+def prepared_manifest(prepared_phantoms):
+    return prepared_phantoms
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Conditional generators (label map -> multi-modal MRI): networks, losses, training, synthesis."""

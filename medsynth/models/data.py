@@ -1,0 +1,80 @@
+"""Training data of the generators: prepared cases held in memory as tensors.
+
+Prepared cases are small at the working resolution (2 mm: 2 x 80x96x80 floats, 5 MB), so
+they are read once; each step draws a batch with a generator seeded from (seed, rank, step),
+which is what makes a resumed or distributed run reproducible without saving data state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medsynth.data.manifest import load_manifest, manifest_cases
+from medsynth.data.scheme import NUM_CLASSES
+from medsynth.errors import DataError
+from medsynth.io import load_nifti
+
+
+@dataclass
+class TrainingSet:
+    images: torch.Tensor  # (N, C, X, Y, Z) float32, z-scored inside the brain, 0 outside
+    label_maps: torch.Tensor  # (N, X, Y, Z) int64, canonical scheme
+    modalities: list[str]
+    case_ids: list[str]
+    affine: np.ndarray  # of the first case (all share the prepared grid)
+    spacing_mm: tuple[float, float, float]
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.label_maps.shape[1:])
+
+
+def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingSet:
+    """Read the images and label maps of the given splits of a prepared manifest."""
+    manifest = load_manifest(manifest_path)
+    meta = manifest["medsynth"]
+    if meta.get("kind") != "prepared":
+        raise DataError(f"{manifest_path}: not a prepared manifest (run `medsynth prepare` first)")
+    cases = [c for c in manifest_cases(manifest, splits=tuple(splits)) if c.images]
+    if not cases:
+        raise DataError(f"{manifest_path}: no cases with images in splits {splits}")
+    images, label_maps = [], []
+    affine = None
+    for case in cases:
+        channels = [load_nifti(path)[0] for path in case.images]
+        label_map, case_affine, _ = load_nifti(case.label, dtype=np.int64)
+        if affine is None:
+            affine = case_affine
+        if label_maps and label_map.shape != label_maps[0].shape:
+            raise DataError(f"{case.label}: grid {label_map.shape} differs from {label_maps[0].shape}")
+        images.append(np.stack(channels))
+        label_maps.append(label_map)
+    spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(0)))
+    return TrainingSet(
+        images=torch.from_numpy(np.stack(images)),
+        label_maps=torch.from_numpy(np.stack(label_maps)),
+        modalities=list(meta["modalities"]),
+        case_ids=[c.case_id for c in cases],
+        affine=affine,
+        spacing_mm=spacing,
+    )
+
+
+def one_hot(label_maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """(B, X, Y, Z) integer label maps -> (B, K, X, Y, Z) float one-hot (the SPADE input)."""
+    return torch.nn.functional.one_hot(label_maps.long(), num_classes).permute(0, 4, 1, 2, 3).float()
+
+
+def draw_batch(data: TrainingSet, batch_size: int, flip_probability: float, generator: torch.Generator):
+    """A random batch ``(images, label_maps)``; left-right flips applied to both alike."""
+    index = torch.randint(len(data.case_ids), (batch_size,), generator=generator)
+    flips = torch.rand(batch_size, generator=generator) < flip_probability
+    images, label_maps = data.images[index].clone(), data.label_maps[index].clone()
+    # axis 0 of a RAS volume is left-right: dim 2 of (B, C, X, Y, Z), dim 1 of (B, X, Y, Z)
+    images[flips] = images[flips].flip(2)
+    label_maps[flips] = label_maps[flips].flip(1)
+    return images, label_maps

@@ -1,0 +1,56 @@
+"""GAN and VAE losses.
+
+Hinge and least-squares adversarial losses come from MONAI's ``PatchAdversarialLoss``; the
+Wasserstein loss and its gradient penalty (Gulrajani et al., 2017) are written here because
+MONAI has neither.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.losses import PatchAdversarialLoss
+
+
+def discriminator_loss(kind: str, real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Adversarial loss of the discriminator, averaged over scales."""
+    if kind == "wgan-gp":
+        return sum(f.float().mean() - r.float().mean() for r, f in zip(real, fake, strict=True)) / len(real)
+    criterion = PatchAdversarialLoss(criterion=kind)
+    real_loss = criterion([r.float() for r in real], target_is_real=True, for_discriminator=True)
+    fake_loss = criterion([f.float() for f in fake], target_is_real=False, for_discriminator=True)
+    return 0.5 * (real_loss + fake_loss)
+
+
+def generator_adversarial_loss(kind: str, fake: list[torch.Tensor]) -> torch.Tensor:
+    """Adversarial loss of the generator, averaged over scales."""
+    if kind == "wgan-gp":
+        return -sum(f.float().mean() for f in fake) / len(fake)
+    return PatchAdversarialLoss(criterion=kind)([f.float() for f in fake], target_is_real=True, for_discriminator=False)
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Random points between real and fake inputs, on which WGAN-GP penalises the gradient."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device)
+    return (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+
+
+def gradient_penalty(logits: list[torch.Tensor], mixed: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: ``(||grad D(x_hat)|| - 1)^2`` for the discriminator's ``logits`` on ``mixed``."""
+    grads = torch.autograd.grad(sum(out.float().sum() for out in logits), mixed, create_graph=True)[0]
+    return ((grads.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """L1 between the discriminator's intermediate features of real and synthetic inputs."""
+    return sum((f.float() - r.detach().float()).abs().mean() for r, f in zip(real, fake, strict=True)) / len(real)
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error inside ``mask`` (broadcast over channels)."""
+    mask = mask.expand_as(prediction)
+    return ((prediction.float() - target.float()).abs() * mask).sum() / mask.sum().clamp_min(1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)), summed over latent dimensions, averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()

@@ -1,0 +1,179 @@
+"""Generators: network shapes, losses, exact resume, safe checkpoints, synthesis API, DDP."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import medsynth
+from medsynth.config import from_dict
+from medsynth.data.scheme import NUM_CLASSES
+from medsynth.errors import MedsynthError
+from medsynth.models import checkpoint
+from medsynth.models.config import ModelConfig, TrainConfig
+from medsynth.models.networks import MultiScaleDiscriminator, build_generator
+from medsynth.models.train import train
+
+TINY_NET = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "d_channels": 4, "d_layers": 2, "d_scales": 2}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(manifest, **overrides) -> TrainConfig:
+    data = {
+        "manifest": str(manifest),
+        "network": TINY_NET,
+        "steps": 4,
+        "log_every": 1,
+        "preview_every": 2,
+        "checkpoint_every": 2,
+        **overrides,
+    }
+    return from_dict(TrainConfig, data)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "expected"),
+    [("gan", (16, 16, 16), (2, 3, 16, 16, 16)), ("vae", (16, 24, 16), (2, 3, 16, 24, 16))],
+)
+def test_generator_shapes(kind, shape, expected):
+    net = build_generator(kind, from_dict(ModelConfig, TINY_NET), 3, NUM_CLASSES, shape)
+    seg = torch.zeros(2, NUM_CLASSES, *shape)
+    seg[:, 2] = 1
+    if kind == "gan":
+        out = net(seg, torch.randn(2, 4))
+    else:
+        out, mu, logvar = net(seg, torch.randn(2, 3, *shape))
+        assert mu.shape == logvar.shape == (2, 4)
+    assert out.shape == expected
+
+
+def test_discriminator_scales_and_features():
+    disc = MultiScaleDiscriminator(3 + NUM_CLASSES, from_dict(ModelConfig, TINY_NET))
+    logits, features = disc(torch.randn(1, 3 + NUM_CLASSES, 32, 32, 32))
+    assert len(logits) == 2 and logits[1].shape[-1] < logits[0].shape[-1]
+    assert len(features) >= 2
+
+
+def test_grid_not_divisible_is_clear():
+    with pytest.raises(ValueError, match="divisible"):
+        build_generator("gan", from_dict(ModelConfig, TINY_NET), 2, NUM_CLASSES, (20, 16, 16))
+
+
+def _rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("model", ["gan", "vae"])
+def test_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path, model):
+    config = tiny(prepared_phantoms, model=model)
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "split", progress=False, stop_at=2)
+    assert not (tmp_path / "split" / "generator.pt").exists()
+    train(config, tmp_path / "split", resume=True, progress=False)
+    assert _rows(tmp_path / "full" / "log.csv") == _rows(tmp_path / "split" / "log.csv")
+    a = checkpoint.load(tmp_path / "full" / "generator.pt")["state_dict"]
+    b = checkpoint.load(tmp_path / "split" / "generator.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("config.yaml", "checkpoint.pt", "previews/step_000004.png"):
+        assert (tmp_path / "full" / name).exists(), name
+
+
+@pytest.mark.parametrize("adversarial", ["least_squares", "wgan-gp"])
+def test_other_adversarial_losses_train(prepared_phantoms, tmp_path, adversarial):
+    config = tiny(prepared_phantoms, steps=2, loss={"adversarial": adversarial})
+    train(config, tmp_path / adversarial, progress=False)
+    rows = _rows(tmp_path / adversarial / "log.csv")
+    assert len(rows) == 2 and all(np.isfinite(float(r["d"])) for r in rows)
+    if adversarial == "wgan-gp":
+        assert "gradient_penalty" in rows[0]
+
+
+def test_checkpoint_is_weights_only_and_complete(prepared_phantoms, tmp_path):
+    train(tiny(prepared_phantoms, steps=2), tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"generator", "discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "step", "torch_rng", "config"} <= set(
+        state
+    )
+    assert state["step"] == 2
+
+
+def test_refuses_to_overwrite_or_resume_other_config(prepared_phantoms, tmp_path):
+    config = tiny(prepared_phantoms, steps=2)
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(MedsynthError, match="--resume"):
+        train(config, tmp_path / "run", progress=False)
+    with pytest.raises(MedsynthError, match="different config"):
+        train(tiny(prepared_phantoms, steps=2, lr_generator=1e-3), tmp_path / "run", resume=True, progress=False)
+
+
+def test_foreign_checkpoint_is_a_clear_error(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(MedsynthError, match="not a medsynth generator"):
+        medsynth.load_generator(tmp_path / "x.pt")
+    (tmp_path / "y.pt").write_bytes(b"garbage")
+    with pytest.raises(MedsynthError, match="cannot load checkpoint safely"):
+        medsynth.load_generator(tmp_path / "y.pt")
+
+
+@pytest.fixture(scope="module")
+def trained_vae(prepared_phantoms, tmp_path_factory):
+    return train(tiny(prepared_phantoms, model="vae", steps=2), tmp_path_factory.mktemp("vae"), progress=False)
+
+
+def test_synthesize_api(trained_vae, prepared_phantoms, tmp_path):
+    gen = medsynth.load_generator(trained_vae)
+    label_path = next(prepared_phantoms.parent.rglob("*_label_map.nii.gz"))
+    result = gen.synthesize(label_path, seed=3)
+    label = nib.load(str(label_path))
+    assert result.images.shape == (2, 48, 48, 48) and result.modalities == ["t1c", "flair"]
+    assert np.allclose(result.affine, label.affine)
+    assert np.all(result.images[:, np.asarray(label.dataobj) == 0] == 0)
+    again = gen.synthesize(label_path, seed=3)
+    other = gen.synthesize(label_path, seed=4)
+    assert np.array_equal(result.images, again.images)
+    assert not np.array_equal(result.images, other.images)
+    batch = gen.synthesize(np.stack([np.asarray(label.dataobj)] * 2), seed=3)
+    assert batch.images.shape == (2, 2, 48, 48, 48)
+    assert np.allclose(batch.images[0], result.images, atol=1e-5)
+    paths = result.save(tmp_path / "case")
+    written = nib.load(str(paths[0]))
+    assert np.allclose(written.affine, label.affine) and written.shape == (48, 48, 48)
+    with pytest.raises(MedsynthError, match="does not match the generator's grid"):
+        gen.synthesize(np.zeros((10, 10, 10), np.int64))
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path):
+    """DDP on CPU with the gloo backend: 2 processes train the tiny GAN and write one generator."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "medsynth.cli",
+        "train",
+        "--config",
+        str(REPO / "configs" / "gan_tiny.yaml"),
+        "-o",
+        str(tmp_path / "ddp"),
+        f"manifest={prepared_phantoms}",
+        "steps=2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "generator.pt").exists()
+    assert len(_rows(tmp_path / "ddp" / "log.csv")) == 2
