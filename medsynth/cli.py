@@ -100,6 +100,56 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from medsynth.cohort.generate import generate_cohort, parse_shard
+    from medsynth.config import load_config
+    from medsynth.labels import LabelConfig, ReshapeSpec
+
+    status = generate_cohort(
+        args.checkpoint,
+        args.output,
+        labels=args.labels,
+        n=args.n,
+        seed=args.seed,
+        shard=parse_shard(args.shard),
+        spacing_mm=args.spacing,
+        label_convention=args.label_convention,
+        label_sources=args.sources,
+        healthy=args.healthy,
+        label_config=load_config(LabelConfig, args.label_config),
+        reshape=load_config(ReshapeSpec, args.reshape) if args.reshape else None,
+    )
+    print(
+        f"{args.output}: wrote {status.written}, skipped {status.skipped} finished; {status.present}/{status.total} "
+        + ("cases; cohort finalized (manifest, checksums, README.md)" if status.finalized else "cases present")
+    )
+    return 0
+
+
+def _cohort_verify(args: argparse.Namespace) -> int:
+    from medsynth.cohort.verify import verify_cohort
+
+    problems = verify_cohort(args.cohort)
+    if problems:
+        print(f"{args.cohort}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.cohort}: OK")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from medsynth.cohort.export import export_brats, export_nnunet
+
+    if args.format == "nnunet":
+        path = export_nnunet(args.cohort, args.output, args.dataset_id, args.name, anatomy=args.anatomy)
+    else:
+        path = export_brats(args.cohort, args.output, args.edition)
+    print(f"wrote {path}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from medsynth.demo import run_demo
 
@@ -207,6 +257,64 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt exactly")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys nest)")
     train.set_defaults(func=_train)
+
+    gen = commands.add_parser(
+        "generate",
+        help="generate a synthetic cohort (NIfTI, manifest, checksums, dataset card) from a generator",
+        description="Example: medsynth generate --checkpoint medsynth/pretrained/vae_cpu.pt --n 50 -o cohort. "
+        "Re-running skips finished cases; --shard i/n splits a cohort over processes or machines.",
+    )
+    gen.add_argument("--checkpoint", type=Path, required=True, help="generator.pt or checkpoint.pt")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, help="label maps from `medsynth labels` (folder or manifest)")
+    source.add_argument(
+        "--n", type=int, help="sample N new label maps (from --from, default: the model's training data)"
+    )
+    gen.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        nargs="+",
+        metavar="PREPARED_MANIFEST",
+        help="tumor sources for --n (default: the manifest the generator was trained on)",
+    )
+    gen.add_argument("--healthy", type=Path, nargs="*", default=[], help="healthy anatomies for --n")
+    gen.add_argument("--reshape", type=Path, help="target distributions for --n (configs/reshape/)")
+    gen.add_argument("--label-config", type=Path, help="label placement config for --n")
+    gen.add_argument("-o", "--output", type=Path, required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--shard", default="0/1", help="i/n: this process makes cases with index %% n == i")
+    gen.add_argument("--spacing", type=float, help="resample to this isotropic spacing (mm), e.g. 1")
+    gen.add_argument(
+        "--label-convention",
+        default="canonical",
+        choices=["canonical", "brats2021", "brats2023"],
+        help="also write <case>_seg.nii.gz in this BraTS convention",
+    )
+    gen.set_defaults(func=_generate)
+
+    cohort = commands.add_parser("cohort", help="work with generated cohorts")
+    cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")
+    verify = cohort_commands.add_parser(
+        "verify", help="re-check checksums, geometry and manifest; exit 1 naming each problem"
+    )
+    verify.add_argument("cohort", type=Path)
+    verify.set_defaults(func=_cohort_verify)
+
+    export = commands.add_parser("export", help="export a cohort as an nnU-Net v2 dataset or in BraTS naming")
+    export_commands = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    nnunet = export_commands.add_parser("nnunet", help="nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json)")
+    nnunet.add_argument("cohort", type=Path)
+    nnunet.add_argument("-o", "--output", type=Path, required=True, help="nnUNet_raw folder")
+    nnunet.add_argument("--dataset-id", type=int, required=True)
+    nnunet.add_argument("--name", default="MedsynthCohort")
+    nnunet.add_argument("--anatomy", action="store_true", help="keep CSF/GM/WM labels (default: tumor labels only)")
+    nnunet.set_defaults(func=_export)
+    brats = export_commands.add_parser("brats", help="BraTS 2021 or 2023 file names and labels")
+    brats.add_argument("cohort", type=Path)
+    brats.add_argument("-o", "--output", type=Path, required=True)
+    brats.add_argument("--edition", choices=["2021", "2023"], required=True)
+    brats.set_defaults(func=_export)
 
     demo = commands.add_parser(
         "demo",

@@ -125,3 +125,24 @@ def prepared_phantoms(tmp_path_factory) -> Path:
     config = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), grid=(48, 48, 48))
     prepare(root / "m.json", root / "prepared", config, cache_dir=root / "cache", previews=False, progress=False)
     return root / "prepared" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(prepared_phantoms, tmp_path_factory) -> Path:
+    """A 2-step VAE trained on the phantoms (enough to exercise every synthesis path)."""
+    from medsynth.config import from_dict
+    from medsynth.models.config import TrainConfig
+    from medsynth.models.train import train
+
+    network = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4}
+    config = from_dict(
+        TrainConfig,
+        {
+            "model": "vae",
+            "manifest": str(prepared_phantoms),
+            "network": network,
+            "steps": 2,
+            "loss": {"adversarial_weight": 0.0},
+        },
+    )
+    return train(config, tmp_path_factory.mktemp("tiny_vae"), progress=False)

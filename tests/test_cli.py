@@ -18,7 +18,8 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["manifest"], ["manifest", "build"], ["manifest", "check"], ["prepare"], ["labels"], ["train"], ["demo"]]
+    "argv",
+    [[], ["manifest"], ["manifest", "build"], ["manifest", "check"], ["prepare"], ["labels"], ["train"], ["demo"]],
 )
 def test_help_of_every_command(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -37,7 +38,7 @@ def test_help_does_not_import_torch():
 
 def test_only_working_subcommands_exist():
     actions = [a for a in build_parser()._actions if a.dest == "command"]
-    assert set(actions[0].choices) == {"manifest", "prepare", "labels", "train", "demo"}
+    assert set(actions[0].choices) == {"manifest", "prepare", "labels", "train", "generate", "cohort", "export", "demo"}
 
 
 def test_config_error_exit_code(brats2013_dir, tmp_path, capsys):

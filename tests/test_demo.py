@@ -33,3 +33,10 @@ def test_demo_end_to_end(tmp_path):
     labels = json.loads((tmp_path / "demo" / "labels" / "manifest.json").read_text())
     assert len(labels["training"]) == 8
     assert (tmp_path / "demo" / "labels" / "report.md").exists()
+    for kind in ("gan", "vae"):
+        images = sorted((tmp_path / "demo" / "synthetic" / kind).glob("*.nii.gz"))
+        assert len(images) == 16  # 8 cases x (t1c, flair)
+        synthetic = nib.load(str(images[0]))
+        label = nib.load(str(tmp_path / "demo" / "labels" / labels["training"][0]["label"]))
+        assert synthetic.shape == label.shape and np.allclose(synthetic.affine, label.affine)
+        assert (tmp_path / "demo" / "synthetic" / f"{kind}_preview.png").exists()

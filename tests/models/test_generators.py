@@ -124,13 +124,8 @@ def test_foreign_checkpoint_is_a_clear_error(tmp_path):
         medsynth.load_generator(tmp_path / "y.pt")
 
 
-@pytest.fixture(scope="module")
-def trained_vae(prepared_phantoms, tmp_path_factory):
-    return train(tiny(prepared_phantoms, model="vae", steps=2), tmp_path_factory.mktemp("vae"), progress=False)
-
-
-def test_synthesize_api(trained_vae, prepared_phantoms, tmp_path):
-    gen = medsynth.load_generator(trained_vae)
+def test_synthesize_api(tiny_generator, prepared_phantoms, tmp_path):
+    gen = medsynth.load_generator(tiny_generator)
     label_path = next(prepared_phantoms.parent.rglob("*_label_map.nii.gz"))
     result = gen.synthesize(label_path, seed=3)
     label = nib.load(str(label_path))

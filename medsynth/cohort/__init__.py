@@ -1,0 +1,1 @@
+"""Synthetic cohorts: generate, verify and export shareable datasets."""

@@ -1,0 +1,173 @@
+"""The files that make a folder of cases a shareable cohort.
+
+``manifest.json`` (MONAI/MSD datalist), ``README.md`` (dataset card), ``preview.png``,
+``cohort.json`` (cohort provenance) and ``checksums.sha256`` (every other file).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsynth import __version__
+from medsynth.data.manifest import SPLIT_KEYS
+from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
+from medsynth.io import atomic_path, load_nifti, read_json, sha256, write_json
+from medsynth.labels.locations import location_of
+
+CHECKSUMS = "checksums.sha256"
+
+
+def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str) -> None:
+    modalities = plan["generator"]["modalities"]
+    sections: dict[str, list[dict[str, Any]]] = {}
+    stats = []
+    previews = []
+    for folder in sorted((root / "cases").iterdir()):
+        if not (folder / "provenance.json").exists():
+            continue
+        provenance = read_json(folder / "provenance.json")
+        case_id = provenance["case_id"]
+        rel = Path("cases") / case_id
+        label_map, affine, _ = load_nifti(folder / f"{case_id}_label_map.nii.gz", dtype=np.int16)
+        tumor = np.isin(label_map, TUMOR_CLASSES)
+        voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+        hemisphere, region = location_of(tumor, label_map > 0, affine) if tumor.any() else ("none", "none")
+        stats.append({"volume_ml": float(tumor.sum()) * voxel_ml, "hemisphere": hemisphere, "region": region})
+        entry = {
+            "case_id": case_id,
+            "image": [(rel / f"{case_id}_{m}.nii.gz").as_posix() for m in modalities],
+            "label": (rel / f"{case_id}_label_map.nii.gz").as_posix(),
+            "split": provenance["split"],
+            "provenance": (rel / "provenance.json").as_posix(),
+        }
+        if (folder / f"{case_id}_seg.nii.gz").exists():
+            entry["seg"] = (rel / f"{case_id}_seg.nii.gz").as_posix()
+        sections.setdefault(SPLIT_KEYS.get(provenance["split"], "training"), []).append(entry)
+        if len(previews) < 4:
+            previews.append((case_id, folder, label_map))
+    manifest = {
+        "name": root.name,
+        "description": f"synthetic brain MRI cohort made by medsynth {__version__}",
+        "modality": {str(i): m for i, m in enumerate(modalities)},
+        "labels": {str(k): v for k, v in CLASS_NAMES.items()},
+        "numTraining": len(sections.get("training", [])),
+        **sections,
+        "medsynth": {
+            "format_version": 1,
+            "kind": "cohort",
+            "label_scheme": "canonical",
+            "label_convention": plan["label_convention"],
+            "modalities": modalities,
+            "plan": plan,
+        },
+    }
+    write_json(manifest, root / "manifest.json")
+    write_json(
+        {
+            "plan": plan,
+            "medsynth": __version__,
+            "command": command,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds_last_run": round(seconds, 1),
+        },
+        root / "cohort.json",
+    )
+    _preview(root / "preview.png", previews, modalities)
+    _card(root / "README.md", manifest, plan, stats)
+    write_checksums(root)
+
+
+def write_checksums(root: Path) -> None:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS and not p.name.startswith("."))
+    with atomic_path(root / CHECKSUMS) as tmp:
+        tmp.write_text("".join(f"{sha256(p)}  {p.relative_to(root).as_posix()}\n" for p in files))
+
+
+def _preview(path: Path, cases, modalities: list[str]) -> None:
+    from medsynth.viz import case_tiles, save_grid, tumor_center
+
+    tiles, names = [], []
+    for case_id, folder, label_map in cases:
+        images = np.stack([load_nifti(folder / f"{case_id}_{m}.nii.gz")[0] for m in modalities])
+        center = tumor_center(label_map)
+        tiles += case_tiles(images, label_map, center=center)[0]
+        names += [*(f"{case_id} {m}" for m in modalities), "label map", f"{modalities[0]} + tumor"]
+    save_grid(tiles, 3, path, title="synthetic cases (axial, coronal, sagittal through the tumor)", row_names=names)
+
+
+def _card(path: Path, manifest: dict[str, Any], plan: dict[str, Any], stats: list[dict[str, Any]]) -> None:
+    generator = plan["generator"]
+    volumes = np.array([s["volume_ml"] for s in stats])
+    sides = {k: sum(s["hemisphere"] == k for s in stats) for k in ("left", "right")}
+    regions = {}
+    for s in stats:
+        regions[s["region"]] = regions.get(s["region"], 0) + 1
+    n = len(stats)
+    training = generator.get("training", {})
+    lines = [
+        f"# {manifest['name']}: a synthetic brain MRI cohort with tumor label maps",
+        "",
+        f"{n} synthetic cases, each with {', '.join(generator['modalities'])} images and a label map of brain "
+        "anatomy and tumor sub-regions. **No case is a real patient**: each image was generated by a "
+        f"{'conditional GAN' if generator['kind'] == 'gan' else 'conditional VAE'} from a label map that medsynth "
+        "made by transforming real tumors and placing them into brain anatomies.",
+        "",
+        "## Contents",
+        "",
+        "| file | what |",
+        "| --- | --- |",
+        "| `cases/<case>/<case>_<modality>.nii.gz` | synthetic images "
+        "(float32, z-scored inside the brain, 0 outside) |",
+        "| `cases/<case>/<case>_label_map.nii.gz` | label map: 0 background, 1 CSF, 2 GM, 3 WM, 4 non-enhancing core "
+        "(NETC), 5 edema (SNFH), 6 enhancing tumor (ET) |",
+        "| `cases/<case>/provenance.json` | seeds, generator checksum and the full recipe of the label map |",
+        "| `manifest.json` | MONAI/MSD datalist (`monai.data.load_decathlon_datalist(path)` reads it) |",
+        "| `checksums.sha256` | SHA-256 of every file (`sha256sum -c checksums.sha256`, or `medsynth cohort verify`) |",
+        "| `preview.png` | mid slices of the first cases |",
+        "",
+        f"Grid: {plan['spacing_mm']} mm voxels, RAS orientation. Tumor regions: whole tumor = labels 4-6, "
+        "tumor core = 4 and 6, enhancing = 6.",
+        "",
+        "## Tumors",
+        "",
+        f"Whole-tumor volume (ml): min {volumes.min():.1f}, median {np.median(volumes):.1f}, max {volumes.max():.1f}. "
+        f"Side: {sides['left']} left, {sides['right']} right. Region: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(regions.items()))
+        + ".",
+        "",
+        "## How it was made",
+        "",
+        f"- Generator: `{Path(generator['path']).name}` (sha256 `{generator['sha256'][:16]}...`), a "
+        f"{generator['kind'].upper()} trained on {len(training.get('cases', []))} subject(s): "
+        f"{', '.join(training.get('cases', [])) or 'unknown'}.",
+        f"- Label maps: {plan['label_maps'] if plan['label_maps'] != 'sampled' else 'sampled by medsynth labels'}; "
+        f"cohort seed {plan['seed']}. Every case can be regenerated from its `provenance.json`.",
+        f"- Software: medsynth {__version__}.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- For research on tumor segmentation (augmenting or replacing real training data) and for sharing "
+        "data-shaped examples; not for clinical use.",
+        "- Images come from a small model trained on few subjects: textures are smoother than real MRI and the "
+        "intensity of some tissue classes can be off (see medsynth's `reports/generators.md`). Check the model's "
+        "report before drawing conclusions.",
+        "- Tumor shapes come from a handful of real tumors (rotated, rescaled, deformed): shapes are less varied "
+        "than in a real cohort.",
+        "",
+        "## Privacy",
+        "",
+        "No privacy audit has been run on this cohort. Synthetic data can still copy training scans (memorization); "
+        "run medsynth's audit before sharing outside the group that holds the training data.",
+        "",
+        "## Licence",
+        "",
+        "The generator was trained on BraTS data (CC BY-NC-SA 3.0). This cohort is a derivative and carries the "
+        "same licence: attribution, non-commercial, share-alike. Cite the BraTS challenge papers when you use it.",
+        "",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
