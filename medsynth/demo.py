@@ -5,15 +5,15 @@
 Builds and checks manifests of the bundled BraTS subjects and healthy anatomies, prepares
 them at the CPU working resolution (2 mm, 80x96x80), writes previews, then makes new tumor
 label maps (training tumors placed into healthy and patient anatomies, left/right balanced),
-and synthesizes T1c and FLAIR for them with the shipped GAN and VAE checkpoints.
+and turns them into two small synthetic cohorts (T1c + FLAIR, manifest, checksums, dataset
+card) with the shipped GAN and VAE checkpoints.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-
-import numpy as np
 
 from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.data.prepare import prepare
@@ -48,8 +48,6 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
             raise DataError(f"{manifest_path}: " + "; ".join(problems))
         target = output / "prepared" / name
         if target.exists():
-            import shutil
-
             shutil.rmtree(target)
         manifest = prepare(manifest_path, target, config, cache_dir=cache_dir, progress=False)
         prepared[name] = target / "manifest.json"
@@ -62,8 +60,6 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
     started = time.perf_counter()
     labels = output / "labels"
     if labels.exists():
-        import shutil
-
         shutil.rmtree(labels)
     generate_label_maps(
         [prepared["brats2013"]],
@@ -77,32 +73,15 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
     )
     prepared["labels"] = labels / "manifest.json"
     print(f"[demo] labels: 8 new label maps in {time.perf_counter() - started:.1f} s -> {labels} (report.md)")
-    synthesize_demo_cases(labels / "manifest.json", output / "synthetic")
-    return prepared
-
-
-def synthesize_demo_cases(label_manifest: Path, output: Path) -> None:
-    """Images for every new label map from both shipped generators, plus a preview montage."""
     import medsynth
-    from medsynth.data.manifest import load_manifest, manifest_cases
-    from medsynth.io import load_nifti
-    from medsynth.viz import case_tiles, save_grid, tumor_center
+    from medsynth.cohort.generate import generate_cohort
 
-    cases = manifest_cases(load_manifest(label_manifest))
     for kind in ("gan", "vae"):
         started = time.perf_counter()
-        generator = medsynth.load_generator(medsynth.pretrained(kind))
-        tiles, names = [], []
-        for index, case in enumerate(cases):
-            label_map, affine, _ = load_nifti(case.label, dtype=np.int64)
-            result = generator.synthesize(label_map, seed=index, affine=affine)
-            result.save(output / kind / case.case_id)
-            if index < 3:
-                center = tumor_center(label_map)
-                tiles += case_tiles(None, label_map, center=center)[0]
-                tiles += case_tiles(result.images, None, center=center)[0]
-                names += [f"{case.case_id} label map", *(f"{kind} {m}" for m in result.modalities)]
-        save_grid(tiles, 3, output / f"{kind}_preview.png", title=f"{kind}: synthetic cases", row_names=names)
-        print(
-            f"[demo] {kind}: {len(cases)} synthetic cases in {time.perf_counter() - started:.1f} s -> {output / kind}"
-        )
+        cohort = output / f"cohort_{kind}"
+        if cohort.exists():
+            shutil.rmtree(cohort)
+        generate_cohort(medsynth.pretrained(kind), cohort, labels=labels, seed=0, progress=False)
+        prepared[f"cohort_{kind}"] = cohort / "manifest.json"
+        print(f"[demo] {kind}: 8 synthetic cases in {time.perf_counter() - started:.1f} s -> {cohort} (README.md)")
+    return prepared

@@ -19,7 +19,20 @@ def test_version(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["manifest"], ["manifest", "build"], ["manifest", "check"], ["prepare"], ["labels"], ["train"], ["demo"]],
+    [
+        [],
+        ["manifest"],
+        ["manifest", "build"],
+        ["manifest", "check"],
+        ["prepare"],
+        ["labels"],
+        ["train"],
+        ["generate"],
+        ["cohort", "verify"],
+        ["export", "nnunet"],
+        ["export", "brats"],
+        ["demo"],
+    ],
 )
 def test_help_of_every_command(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -33,10 +33,14 @@ def test_demo_end_to_end(tmp_path):
     labels = json.loads((tmp_path / "demo" / "labels" / "manifest.json").read_text())
     assert len(labels["training"]) == 8
     assert (tmp_path / "demo" / "labels" / "report.md").exists()
+    from medsynth.cohort.verify import verify_cohort
+
     for kind in ("gan", "vae"):
-        images = sorted((tmp_path / "demo" / "synthetic" / kind).glob("*.nii.gz"))
-        assert len(images) == 16  # 8 cases x (t1c, flair)
+        cohort = tmp_path / "demo" / f"cohort_{kind}"
+        assert verify_cohort(cohort) == []
+        images = sorted(cohort.rglob("*_t1c.nii.gz"))
+        assert len(images) == 8
         synthetic = nib.load(str(images[0]))
         label = nib.load(str(tmp_path / "demo" / "labels" / labels["training"][0]["label"]))
         assert synthetic.shape == label.shape and np.allclose(synthetic.affine, label.affine)
-        assert (tmp_path / "demo" / "synthetic" / f"{kind}_preview.png").exists()
+        assert (cohort / "README.md").exists() and (cohort / "preview.png").exists()
