@@ -146,3 +146,13 @@ def tiny_generator(prepared_phantoms, tmp_path_factory) -> Path:
         },
     )
     return train(config, tmp_path_factory.mktemp("tiny_vae"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tiny_generator, tmp_path_factory) -> Path:
+    """A 4-case synthetic cohort from the tiny generator (label maps from the phantoms' train split)."""
+    from medsynth.cohort.generate import generate_cohort
+
+    root = tmp_path_factory.mktemp("tiny_cohort") / "cohort"
+    generate_cohort(tiny_generator, root, n=4, seed=0, progress=False)
+    return root
