@@ -112,3 +112,30 @@ def test_tumor_patches_for_real_and_synthetic(items):
     for index in (0, len(real)):  # one real, one synthetic
         patches = dataset[(index, 0)]
         assert all(p["label"].max() > 0 for p in patches)
+
+
+def test_synthesis_stream_in_workers(tiny_generator, prepared_phantoms):
+    from medsynth.loaders.stream import SynthesisStream
+
+    def make():
+        return SynthesisStream(
+            tiny_generator,
+            [prepared_phantoms],
+            random_transform=patch_transform((16, 16, 16), num_classes=4),
+            uses_per_case=3,
+            cache_size=2,
+            cases_per_epoch=2,
+            seed=5,
+            tumor_labels=True,
+        )
+
+    items = list(make())
+    assert len(items) == 6  # 2 cases x 3 uses
+    assert items[0]["image"].shape == (2, 16, 16, 16)
+    again = list(make())
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(items, again, strict=True))
+    loader = DataLoader(make(), batch_size=3, num_workers=2, collate_fn=list_data_collate)
+    batches = list(loader)
+    assert sum(b["image"].shape[0] for b in batches) == 12  # each worker streams its own cases
+    with pytest.raises(LeakageError, match="trained on held-out"):
+        SynthesisStream(tiny_generator, [prepared_phantoms], held_out_subjects={"brats_2013_pat0000_1"})
