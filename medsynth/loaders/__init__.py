@@ -31,9 +31,9 @@ __all__ = [
     "LeakageError",
     "MixedDataset",
     "MixedSampler",
+    "SynthesisStream",
     "load_transform",
     "patch_transform",
-    "SynthesisStream",
     "real_items",
     "synthetic_items",
 ]
