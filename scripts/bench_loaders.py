@@ -20,8 +20,15 @@ import torch
 from monai.data import CacheDataset, DataLoader, list_data_collate
 
 import medsynth
-from medsynth.loaders import MixedDataset, MixedSampler, SynthesisStream, load_transform, patch_transform
-from medsynth.loaders import real_items, synthetic_items
+from medsynth.loaders import (
+    MixedDataset,
+    MixedSampler,
+    SynthesisStream,
+    load_transform,
+    patch_transform,
+    real_items,
+    synthetic_items,
+)
 
 
 def busy(seconds: float) -> None:
