@@ -150,6 +150,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from medsynth.audit.run import audit
+
+    summary = audit(args.real, args.synthetic, args.output, train_split=args.train_split, generator=args.generator)
+    print(f"{summary['memorization']['verdict']}; report: {args.output / 'report.md'}")
+    return 1 if summary["memorization"]["flagged"] else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from medsynth.demo import run_demo
 
@@ -315,6 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
     brats.add_argument("-o", "--output", type=Path, required=True)
     brats.add_argument("--edition", choices=["2021", "2023"], required=True)
     brats.set_defaults(func=_export)
+
+    aud = commands.add_parser(
+        "audit",
+        help="fidelity, diversity and memorization (copy check, membership inference) of a cohort",
+        description="Example: medsynth audit --real prepared/manifest.json --synthetic cohort -o audit "
+        "--generator medsynth/pretrained/vae_cpu.pt. Exits 1 when a synthetic case is flagged as a copy.",
+    )
+    aud.add_argument("--real", type=Path, required=True, help="prepared manifest of the real subjects")
+    aud.add_argument("--synthetic", type=Path, required=True, help="cohort folder")
+    aud.add_argument("--train-split", default="train", help="split the generator was trained on")
+    aud.add_argument("--generator", type=Path, help="generator, for the membership-inference test")
+    aud.add_argument("-o", "--output", type=Path, required=True)
+    aud.set_defaults(func=_audit)
 
     demo = commands.add_parser(
         "demo",
