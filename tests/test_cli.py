@@ -31,6 +31,7 @@ def test_version(capsys):
         ["cohort", "verify"],
         ["export", "nnunet"],
         ["export", "brats"],
+        ["audit"],
         ["demo"],
     ],
 )
@@ -51,7 +52,17 @@ def test_help_does_not_import_torch():
 
 def test_only_working_subcommands_exist():
     actions = [a for a in build_parser()._actions if a.dest == "command"]
-    assert set(actions[0].choices) == {"manifest", "prepare", "labels", "train", "generate", "cohort", "export", "audit", "demo"}
+    assert set(actions[0].choices) == {
+        "manifest",
+        "prepare",
+        "labels",
+        "train",
+        "generate",
+        "cohort",
+        "export",
+        "audit",
+        "demo",
+    }
 
 
 def test_config_error_exit_code(brats2013_dir, tmp_path, capsys):
