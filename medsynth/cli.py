@@ -118,6 +118,8 @@ def _generate(args: argparse.Namespace) -> int:
         healthy=args.healthy,
         label_config=load_config(LabelConfig, args.label_config),
         reshape=load_config(ReshapeSpec, args.reshape) if args.reshape else None,
+        audit_against=args.audit_against,
+        allow_flagged=args.allow_flagged,
     )
     print(
         f"{args.output}: wrote {status.written}, skipped {status.skipped} finished; {status.present}/{status.total} "
@@ -299,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["canonical", "brats2021", "brats2023"],
         help="also write <case>_seg.nii.gz in this BraTS convention",
     )
+    gen.add_argument(
+        "--audit-against",
+        type=Path,
+        metavar="PREPARED_MANIFEST",
+        help="copy-check every case against this manifest's training split before publishing",
+    )
+    gen.add_argument("--allow-flagged", action="store_true", help="publish flagged cases anyway (recorded)")
     gen.set_defaults(func=_generate)
 
     cohort = commands.add_parser("cohort", help="work with generated cohorts")

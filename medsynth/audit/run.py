@@ -81,21 +81,14 @@ def audit(
     if len(shapes) > 1:
         raise MedsynthError(f"real and synthetic volumes are on different grids {sorted(shapes)}; prepare alike")
 
-    # memorization
-    threshold, copy_scores = calibrate_threshold([i for i, _ in training], copies_per_scan, seed=seed)
-    per_case = []
-    for case, (images, _) in zip(synthetic_cases, synthetic, strict=True):
-        index, score = nearest(images, [i for i, _ in training])
-        per_case.append(
-            {
-                "case_id": case.case_id,
-                "nearest_training": training_ids[index],
-                "ncc": round(score, 4),
-                "flagged": score >= threshold,
-            }
-        )
-    held_out_scores = [nearest(images, [i for i, _ in training])[1] for images, _ in held_out]
-    flagged = [c for c in per_case if c["flagged"]]
+    memorization = copy_check(
+        [i for i, _ in training],
+        training_ids,
+        [i for i, _ in held_out],
+        [(c.case_id, images) for c, (images, _) in zip(synthetic_cases, synthetic, strict=True)],
+        copies_per_scan,
+        seed,
+    )
 
     # fidelity: per class/modality Wasserstein, synthetic vs training, with held-out vs training baseline
     train_values = _intensities(training, modalities)
@@ -124,15 +117,7 @@ def audit(
         "cohort": str(Path(cohort).resolve()),
         "training_subjects": training_ids,
         "held_out_subjects": held_out_ids,
-        "memorization": {
-            "threshold_ncc": round(threshold, 4),
-            "augmented_copy_ncc": [round(s, 4) for s in copy_scores],
-            "held_out_nearest_ncc": [round(s, 4) for s in held_out_scores],
-            "held_out_flag_rate": float(np.mean([s >= threshold for s in held_out_scores])) if held_out else None,
-            "cases": per_case,
-            "flagged": [c["case_id"] for c in flagged],
-            "verdict": "FAIL: copies of training scans found" if flagged else "PASS: no synthetic case is a copy",
-        },
+        "memorization": memorization,
         "fidelity_wasserstein": fidelity,
         "diversity": diversity,
         "membership_inference": membership,
@@ -143,6 +128,56 @@ def audit(
     _write_markdown(output / "report.md", summary)
     _plot(output / "report.png", summary)
     return summary
+
+
+def copy_check(
+    training: list[np.ndarray],
+    training_ids: list[str],
+    held_out: list[np.ndarray],
+    synthetic: list[tuple[str, np.ndarray]],
+    copies_per_scan: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Nearest training scan of every synthetic case and the calibrated copy verdict."""
+    threshold, copy_scores = calibrate_threshold(training, copies_per_scan, seed=seed)
+    cases = []
+    for case_id, images in synthetic:
+        index, score = nearest(images, training)
+        cases.append(
+            {
+                "case_id": case_id,
+                "nearest_training": training_ids[index],
+                "ncc": round(score, 4),
+                "flagged": bool(score >= threshold),
+            }
+        )
+    held_out_scores = [nearest(images, training)[1] for images in held_out]
+    flagged = [c["case_id"] for c in cases if c["flagged"]]
+    return {
+        "threshold_ncc": round(threshold, 4),
+        "augmented_copy_ncc": [round(s, 4) for s in copy_scores],
+        "held_out_nearest_ncc": [round(s, 4) for s in held_out_scores],
+        "held_out_flag_rate": float(np.mean([s >= threshold for s in held_out_scores])) if held_out else None,
+        "cases": cases,
+        "flagged": flagged,
+        "verdict": "FAIL: copies of training scans found" if flagged else "PASS: no synthetic case is a copy",
+    }
+
+
+def copy_check_cohort(
+    real_manifest: str | Path, case_folders: list[Path], modalities: list[str], train_split: str = "train"
+) -> dict[str, Any]:
+    """The copy check of generated case folders against the training split of a prepared manifest."""
+    real = manifest_cases(load_manifest(real_manifest))
+    training = [(c.case_id, _load(c)[0]) for c in real if c.split == train_split and c.images]
+    held_out = [_load(c)[0] for c in real if c.split != train_split and c.images]
+    if not training:
+        raise MedsynthError(f"{real_manifest}: no {train_split!r} subjects to check copies against")
+    synthetic = [
+        (folder.name, np.stack([load_nifti(folder / f"{folder.name}_{m}.nii.gz")[0] for m in modalities]))
+        for folder in case_folders
+    ]
+    return copy_check([i for _, i in training], [c for c, _ in training], held_out, synthetic)
 
 
 def _membership(generator_path, training, held_out, seed: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from medsynth.labels.locations import location_of
 CHECKSUMS = "checksums.sha256"
 
 
-def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str) -> None:
+def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str, audit: dict | None = None) -> None:
     modalities = plan["generator"]["modalities"]
     sections: dict[str, list[dict[str, Any]]] = {}
     stats = []
@@ -77,7 +77,7 @@ def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str) -> 
         root / "cohort.json",
     )
     _preview(root / "preview.png", previews, modalities)
-    _card(root / "README.md", manifest, plan, stats)
+    _card(root / "README.md", manifest, plan, stats, audit)
     write_checksums(root)
 
 
@@ -99,7 +99,9 @@ def _preview(path: Path, cases, modalities: list[str]) -> None:
     save_grid(tiles, 3, path, title="synthetic cases (axial, coronal, sagittal through the tumor)", row_names=names)
 
 
-def _card(path: Path, manifest: dict[str, Any], plan: dict[str, Any], stats: list[dict[str, Any]]) -> None:
+def _card(
+    path: Path, manifest: dict[str, Any], plan: dict[str, Any], stats: list[dict[str, Any]], audit: dict | None
+) -> None:
     generator = plan["generator"]
     volumes = np.array([s["volume_ml"] for s in stats])
     sides = {k: sum(s["hemisphere"] == k for s in stats) for k in ("left", "right")}
@@ -160,8 +162,21 @@ def _card(path: Path, manifest: dict[str, Any], plan: dict[str, Any], stats: lis
         "",
         "## Privacy",
         "",
-        "No privacy audit has been run on this cohort. Synthetic data can still copy training scans (memorization); "
-        "run medsynth's audit before sharing outside the group that holds the training data.",
+        *(
+            [
+                f"Copy check before publication ({audit['verdict']}): the nearest training scan of every case has "
+                f"NCC {min(c['ncc'] for c in audit['cases']):.3f}-{max(c['ncc'] for c in audit['cases']):.3f}; "
+                f"copies are flagged from {audit['threshold_ncc']:.3f} (calibrated on augmented copies of the "
+                f"training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
+                "This rules out near-copies, not every leak; no differential-privacy guarantee applies.",
+            ]
+            if audit
+            else [
+                "No copy check was run on this cohort (`medsynth generate --audit-against PREPARED_MANIFEST`). "
+                "Synthetic data can still copy training scans (memorization); run `medsynth audit` before "
+                "sharing outside the group that holds the training data."
+            ]
+        ),
         "",
         "## Licence",
         "",

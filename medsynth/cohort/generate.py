@@ -96,6 +96,26 @@ class _LabelSource:
         return label_map, affine, record
 
 
+def _export_gate(output: Path, total: int, modalities, audit_against, allow_flagged: bool) -> dict[str, Any] | None:
+    """Run the copy check before the cohort is published; refuse flagged cases unless allowed."""
+    if audit_against is None:
+        return None
+    from medsynth.audit.run import copy_check_cohort
+
+    folders = [output / "cases" / f"synth_{i:05d}" for i in range(total)]
+    result = copy_check_cohort(audit_against, folders, modalities)
+    if result["flagged"] and not allow_flagged:
+        raise MedsynthError(
+            f"{output}: copy check flagged {result['flagged']} as near-copies of training scans "
+            f"(NCC >= {result['threshold_ncc']}); the cohort was not finalized. Remove those case folders and "
+            "re-run to replace them, or pass --allow-flagged to publish anyway (recorded in provenance)"
+        )
+    for case_id in result["flagged"]:
+        path = output / "cases" / case_id / "provenance.json"
+        write_json({**read_json(path), "flagged_copy": True, "published_by": "--allow-flagged"}, path)
+    return {"against": str(Path(audit_against).resolve()), **result}
+
+
 def generate_cohort(
     checkpoint: str | Path,
     output: str | Path,
@@ -109,6 +129,8 @@ def generate_cohort(
     healthy: list[str | Path] | None = None,
     label_config=None,
     reshape=None,
+    audit_against: str | Path | None = None,
+    allow_flagged: bool = False,
     progress: bool = True,
 ) -> CohortStatus:
     """Generate (this shard of) a cohort into ``output``; see the module docstring."""
@@ -203,5 +225,6 @@ def generate_cohort(
     if finalized:
         from medsynth.cohort.finalize import finalize
 
-        finalize(output, plan, seconds=time.perf_counter() - started, command=" ".join(sys.argv))
+        audit = _export_gate(output, source.total, generator.modalities, audit_against, allow_flagged)
+        finalize(output, plan, seconds=time.perf_counter() - started, command=" ".join(sys.argv), audit=audit)
     return CohortStatus(written, skipped, present, source.total, finalized)

@@ -51,3 +51,33 @@ def test_planted_copy_is_flagged_and_independent_cohort_is_not(prepared_phantoms
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["memorization"]["flagged"] == [victim.case_id]
     assert "FAIL" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_export_gate(prepared_phantoms, tiny_generator, tmp_path, monkeypatch):
+    from medsynth.cohort.generate import generate_cohort
+    from medsynth.errors import MedsynthError
+    from medsynth.models.generator import Generator
+
+    status = generate_cohort(tiny_generator, tmp_path / "ok", n=2, audit_against=prepared_phantoms, progress=False)
+    assert status.finalized
+    assert "Copy check before publication (PASS" in (tmp_path / "ok" / "README.md").read_text()
+
+    training = next(c for c in manifest_cases(load_manifest(prepared_phantoms)) if c.split == "train")
+    copy = np.stack([np.asarray(nib.load(str(p)).dataobj) for p in training.images])
+    original = Generator.synthesize
+
+    def copying(self, label_map, seed=None, affine=None):
+        result = original(self, label_map, seed=seed, affine=affine)
+        result.images = copy.copy()
+        return result
+
+    monkeypatch.setattr(Generator, "synthesize", copying)
+    with pytest.raises(MedsynthError, match="not finalized"):
+        generate_cohort(tiny_generator, tmp_path / "bad", n=1, audit_against=prepared_phantoms, progress=False)
+    assert not (tmp_path / "bad" / "manifest.json").exists()
+    status = generate_cohort(
+        tiny_generator, tmp_path / "bad", n=1, audit_against=prepared_phantoms, allow_flagged=True, progress=False
+    )
+    assert status.finalized
+    provenance = json.loads((tmp_path / "bad" / "cases" / "synth_00000" / "provenance.json").read_text())
+    assert provenance["flagged_copy"] is True
