@@ -145,8 +145,11 @@ def generate_cohort(
     generator = medsynth.load_generator(checkpoint)
     training_manifest = generator.training.get("manifest")
     sources = [Path(p) for p in (label_sources or ([training_manifest] if training_manifest else []))]
-    if labels is None and not sources:
-        raise MedsynthError("no label sources: pass --from PREPARED_MANIFEST (the checkpoint names none)")
+    if labels is None and not (sources and all(p.is_file() for p in sources)):
+        raise MedsynthError(
+            f"no label sources for --n: the generator's training manifest ({training_manifest}) is not on this "
+            "machine; pass --from PREPARED_MANIFEST (e.g. runs/demo/prepared/brats2013/manifest.json after make demo)"
+        )
     source = _LabelSource(
         Path(labels) if labels else None,
         n,
