@@ -232,9 +232,12 @@ def _write_markdown(path: Path, s: dict[str, Any]) -> None:
     mi = s["membership_inference"]
     if mi:
         lines += [
-            f"AUC {mi['auc']:.2f} (95% bootstrap CI {mi['ci95'][0]:.2f}-{mi['ci95'][1]:.2f}) for telling training "
-            "from held-out subjects by how well the generator reproduces them from their own label maps "
-            "(0.5 = no signal). With few subjects the interval is wide: it cannot rule out a signal.",
+            f"AUC {mi['auc']:.2f} (95% bootstrap CI {mi['ci95'][0]:.2f}-{mi['ci95'][1]:.2f}; "
+            f"{len(mi['training_scores'])} training vs {len(mi['held_out_scores'])} held-out subjects) for telling "
+            "training from held-out subjects by how well the generator reproduces them from their own label maps "
+            "(0.5 = no signal, 1.0 = training subjects always reproduced better: a memorization signal). Below ~10 "
+            "subjects per group the bootstrap interval is not meaningful (resampling cannot break a perfect "
+            "ordering): read the AUC as a warning sign, not a measurement.",
         ]
     else:
         lines += ["Not run (pass --generator and have held-out subjects)."]
