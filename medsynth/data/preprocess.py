@@ -95,7 +95,8 @@ def build_transforms(
     if not has_mask:
         transforms.append(DeriveBrainMaskd(label_scheme=label_scheme))
     transforms += [
-        Orientationd(keys=spatial_keys, axcodes=config.orientation),
+        # explicit labels: the same as MONAI's current default, without its deprecation warning
+        Orientationd(keys=spatial_keys, axcodes=config.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=spatial_keys, pixdim=config.spacing_mm, mode=modes, dtype=np.float32),
         BinarizeMaskd(),
     ]
