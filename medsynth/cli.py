@@ -38,14 +38,19 @@ def _manifest_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_problems(subject: Path, problems: list[str]) -> bool:
+    """Print every problem to stderr, one per line; True when there were any."""
+    if problems:
+        print(f"{subject}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _manifest_check(args: argparse.Namespace) -> int:
     from medsynth.data.manifest import check_manifest, load_manifest, manifest_cases
 
-    problems = check_manifest(args.manifest)
-    if problems:
-        print(f"{args.manifest}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+    if _report_problems(args.manifest, check_manifest(args.manifest)):
         return 1
     n = len(manifest_cases(load_manifest(args.manifest)))
     print(f"{args.manifest}: OK ({n} cases)")
@@ -131,11 +136,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _cohort_verify(args: argparse.Namespace) -> int:
     from medsynth.cohort.verify import verify_cohort
 
-    problems = verify_cohort(args.cohort)
-    if problems:
-        print(f"{args.cohort}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+    if _report_problems(args.cohort, verify_cohort(args.cohort)):
         return 1
     print(f"{args.cohort}: OK")
     return 0
