@@ -46,9 +46,28 @@ def real_items(manifest: str | Path, splits: Sequence[str] = ("train",)) -> list
     ]
 
 
-def _source_subjects(provenance: dict[str, Any]) -> list[tuple[str, str]]:
-    record = provenance.get("label_map_record", {})
+def _source_subjects(record: dict[str, Any]) -> list[tuple[str, str]]:
     return [(record[role]["case_id"], record[role]["split"]) for role in ("anatomy", "tumor") if role in record]
+
+
+def _leak(case_id: str, split: str, record: dict[str, Any], held_out: set[str], allowed_splits) -> str | None:
+    """Why a synthetic case may not be trained on (None when it may)."""
+    bad = [
+        f"{cid} ({source_split})"
+        for cid, source_split in _source_subjects(record)
+        if cid in held_out or source_split not in (*allowed_splits, "healthy")
+    ]
+    if split not in allowed_splits or bad:
+        return f"{case_id}: split {split}, sources {', '.join(bad) or '-'}"
+    return None
+
+
+def _refuse(where: str | Path, leaks: list[str]) -> None:
+    if leaks:
+        raise LeakageError(
+            f"{where}: {len(leaks)} synthetic case(s) derive from held-out subjects and would leak into "
+            "training:\n  " + "\n  ".join(leaks)
+        )
 
 
 def synthetic_items(
@@ -68,12 +87,10 @@ def synthetic_items(
     items, leaks = [], []
     for case in manifest_cases(manifest):
         provenance = read_json(root / case.record["provenance"])
-        sources = _source_subjects(provenance)
-        bad = [
-            f"{cid} ({split})" for cid, split in sources if cid in held_out or split not in (*allowed_splits, "healthy")
-        ]
-        if provenance.get("split", "train") not in allowed_splits or bad:
-            leaks.append(f"{case.case_id}: split {provenance.get('split')}, sources {', '.join(bad) or '-'}")
+        split = provenance.get("split", "train")
+        leak = _leak(case.case_id, split, provenance.get("label_map_record", {}), held_out, allowed_splits)
+        if leak:
+            leaks.append(leak)
             continue
         items.append(
             {
@@ -81,14 +98,49 @@ def synthetic_items(
                 "label": str(case.label),
                 "case_id": case.case_id,
                 "source": "synthetic",
-                "split": provenance.get("split", "train"),
+                "split": split,
             }
         )
-    if leaks:
-        raise LeakageError(
-            f"{cohort}: {len(leaks)} synthetic case(s) derive from held-out subjects and would leak into "
-            "training:\n  " + "\n  ".join(leaks)
+    _refuse(cohort, leaks)
+    return items
+
+
+def label_map_items(
+    labels: str | Path,
+    channels: int,
+    held_out_subjects: set[str] | None = None,
+    allowed_splits: Sequence[str] = ("train",),
+    source: str = "synthseg",
+) -> list[dict[str, Any]]:
+    """Items of a label-map folder (``medsynth labels``) for a renderer such as ``RandLabelRenderd``.
+
+    There are no images: the label map stands in for each of the ``channels`` image files,
+    so the usual loading transform works, and the renderer then replaces the image. The
+    same leakage rules as :func:`synthetic_items` apply.
+    """
+    root = Path(labels)
+    manifest = load_manifest(root / "manifest.json" if root.is_dir() else root)
+    if manifest["medsynth"].get("kind") != "label_maps":
+        raise MedsynthError(f"{labels}: not a medsynth label-map folder (run `medsynth labels`)")
+    held_out = set(held_out_subjects or ())
+    items, leaks = [], []
+    for case in manifest_cases(manifest):
+        record = case.record.get("record", {})
+        leak = _leak(case.case_id, case.split, record, held_out, allowed_splits)
+        if leak:
+            leaks.append(leak)
+            continue
+        label = str(case.label)
+        items.append(
+            {
+                "image": [label] * channels,
+                "label": label,
+                "case_id": case.case_id,
+                "source": source,
+                "split": case.split,
+            }
         )
+    _refuse(labels, leaks)
     return items
 
 

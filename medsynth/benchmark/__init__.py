@@ -1,0 +1,26 @@
+"""Is the synthetic data worth anything? The same segmenter trained on real, synthetic and mixed data.
+
+    $ medsynth benchmark --config configs/benchmark_cpu.yaml -o runs/benchmark
+
+>>> from medsynth.benchmark import BenchmarkConfig, run_benchmark
+>>> from medsynth.config import load_config
+>>> config = load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml")  # doctest: +SKIP
+>>> summary = run_benchmark(config, "runs/benchmark", arms=["real", "mixed_gan_50"])  # doctest: +SKIP
+"""
+
+from medsynth.benchmark.config import ArmConfig, BenchmarkConfig, DataConfig, SegmenterConfig, SyntheticConfig
+from medsynth.benchmark.metrics import HD95_EMPTY_MM, dice, hd95, region_metrics
+from medsynth.benchmark.run import run_benchmark
+
+__all__ = [
+    "HD95_EMPTY_MM",
+    "ArmConfig",
+    "BenchmarkConfig",
+    "DataConfig",
+    "SegmenterConfig",
+    "SyntheticConfig",
+    "dice",
+    "hd95",
+    "region_metrics",
+    "run_benchmark",
+]
