@@ -53,7 +53,7 @@ class SegmenterConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("segmenter.steps and segmenter.batch_size must be >= 1")
         if self.init_filters < 8 or self.init_filters % 8:
-            raise ValueError(f"segmenter.init_filters {self.init_filters}: SegResNet's group norm needs a multiple of 8")
+            raise ValueError(f"segmenter.init_filters {self.init_filters}: group norm needs a multiple of 8")
         if any(s % 8 for s in self.patch_size):
             raise ValueError(f"segmenter.patch_size {list(self.patch_size)}: SegResNet needs multiples of 8")
 

@@ -47,7 +47,8 @@ def test_benchmark_writes_results_and_resumes(prepared_phantoms, tiny_generator,
     assert names == {"BraTS-GLI-00000-000": "brats_2013_pat0003_1"}
     prediction = nib.load(out / "predictions" / "real" / "seed0" / "BraTS-GLI-00000-000.nii.gz")
     reference = nib.load(out / "references" / "BraTS-GLI-00000-000-seg.nii.gz")
-    raw = nib.load(next(Path(read_json(prepared_phantoms)["medsynth"]["source_manifest"]).parent.rglob("*pat0003*/OT*")))
+    raw_root = Path(read_json(prepared_phantoms)["medsynth"]["source_manifest"]).parent
+    raw = nib.load(next(raw_root.rglob("*pat0003*/OT*")))
     assert prediction.shape == reference.shape == raw.shape  # the original scan's grid, not the working grid
     np.testing.assert_allclose(prediction.affine, raw.affine)
     assert set(np.unique(prediction.get_fdata())) <= {0, 1, 2, 3}
