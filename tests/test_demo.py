@@ -44,3 +44,7 @@ def test_demo_end_to_end(tmp_path):
         label = nib.load(str(tmp_path / "demo" / "labels" / labels["training"][0]["label"]))
         assert synthetic.shape == label.shape and np.allclose(synthetic.affine, label.affine)
         assert (cohort / "README.md").exists() and (cohort / "preview.png").exists()
+    results = json.loads((tmp_path / "demo" / "benchmark" / "results.json").read_text())
+    assert set(results["summary"]) == {"real", "mixed_gan_50"}
+    assert all(0 <= results["summary"]["real"][r]["dice_mean"] <= 1 for r in ("WT", "TC", "ET"))
+    assert (tmp_path / "demo" / "benchmark" / "report.md").exists()

@@ -164,7 +164,8 @@ def markdown(config: BenchmarkConfig, summary: dict, timings: dict, rows: list[d
     lines += [
         "",
         "Definitions: WT = NETC+SNFH+ET, TC = NETC+ET, ET (BraTS 2023 labels 1, 2, 3). Dice and HD95 from MONAI; "
-        "HD95 is the larger of the two directed 95th-percentile surface distances (mm). Both masks empty: Dice 1, "
+        "HD95 is the larger of the two directed 95th-percentile surface distances (mm; the official BraTS-evaluation "
+        "package pools both directions, giving values <= these). Both masks empty: Dice 1, "
         "HD95 0; one empty: Dice 0, HD95 373.13 mm (BraTS). Predictions: `predictions/<arm>/seed<k>/`, references: "
         "`references/`.",
         "",

@@ -117,6 +117,10 @@ def train(
     discriminator = (
         MultiScaleDiscriminator(n_channels + NUM_CLASSES, config.network).to(device) if use_discriminator else None
     )
+    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    generator = generator.to(memory_format=memory_format)
+    if discriminator is not None:
+        discriminator = discriminator.to(memory_format=memory_format)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=config.betas)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _linear_decay(config.steps, config.lr_decay_start))
     opt_d = sched_d = None
@@ -168,7 +172,8 @@ def train(
         torch.manual_seed(step_seed(config.seed, rank, step))
         images, label_maps = draw_batch(data, config.batch_size, config.flip_probability, torch.default_generator)
         images, label_maps = images.to(device), label_maps.to(device)
-        seg = one_hot(label_maps)
+        seg = one_hot(label_maps).contiguous(memory_format=memory_format)
+        images = images.contiguous(memory_format=memory_format)
         brain = (label_maps > 0).unsqueeze(1).float()
         losses: dict[str, float] = {}
 
@@ -291,7 +296,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _log(path: Path, writer, step: int, losses: dict[str, float], seconds: float) -> None:
-    row = {"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}, "seconds": f"{seconds:.1f}"}
+    row = {"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}, "seconds": f"{seconds:.3f}"}
     new = not path.exists()
     with open(path, "a", newline="") as f:
         csv_writer = csv.DictWriter(f, fieldnames=list(row))

@@ -1,0 +1,260 @@
+"""Speed of training and generation on this machine: MONAI's fp32 default vs medsynth's options, as ratios.
+
+    .venv/bin/python scripts/bench_speed.py -o reports/performance.json          # ~15 min on 2 cores
+    .venv/bin/python scripts/bench_speed.py --quick                              # smoke run, ~2 min
+
+Every measurement runs in its own process (so peak memory is its own, and allocator
+settings can differ) after a burn-in; step times are medians over the timed steps.
+
+- GAN and VAE training steps: the real trainer (``medsynth.models.train.train``) on the
+  bundled sample prepared at the CPU working size (2 mm, 80x96x80) and one size larger
+  (1.6 mm, 100x120x100), per-step times read from its log.
+- Segmenter step: the benchmark's SegResNet + DiceCE at its CPU patch (48^3, batch 2) and 64^3.
+- Generation: one whole case with the shipped GAN at 2 mm, and an untrained network of the
+  same widths at 1 mm (160x192x160; speed does not depend on the weights).
+
+Modes: ``fp32`` (contiguous, as MONAI tutorials run), ``fp32+cl`` (channels_last_3d),
+``bf16`` (autocast), ``bf16+cl``, and ``fp32+cl+malloc`` (glibc malloc told to keep freed
+memory: ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``). Achieved GFLOP/s come from
+``torch.utils.flop_counter`` over one step, against fp32 and bf16 matmul peaks measured in
+the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+MODES = {
+    "fp32": {"precision": "fp32", "channels_last": False},
+    "fp32+cl": {"precision": "fp32", "channels_last": True},
+    "bf16": {"precision": "bf16", "channels_last": False},
+    "bf16+cl": {"precision": "bf16", "channels_last": True},
+    "fp32+cl+malloc": {"precision": "fp32", "channels_last": True, "malloc": True},
+}
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+SIZES = {"working": ((2.0, 2.0, 2.0), (80, 96, 80)), "larger": ((1.6, 1.6, 1.6), (100, 120, 100))}
+SEGMENTER_SIZES = {"working": (48, 48, 48), "larger": (64, 64, 64)}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained GFLOP/s of an n x n matmul in ``dtype``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - started) / 1e9
+
+
+def _autocast(precision: str):
+    import contextlib
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def _flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def prepare_sample(spacing, grid, root: Path) -> Path:
+    from medsynth.data.manifest import build_manifest
+    from medsynth.data.prepare import prepare
+    from medsynth.data.preprocess import PreprocessConfig
+    from medsynth.demo import sample_data_dir
+
+    build_manifest(sample_data_dir() / "brats2013_2mm", root / "raw.json", name="sample")
+    config = PreprocessConfig(spacing_mm=tuple(spacing), grid=tuple(grid))
+    prepare(root / "raw.json", root / "prepared", config, cache_dir=root / "cache", previews=False, progress=False)
+    return root / "prepared" / "manifest.json"
+
+
+def measure_generator_step(model: str, manifest: str, mode: dict, steps: int, warmup: int) -> dict:
+    """Median step time of the real trainer, read from its per-step log."""
+    import csv
+
+    from medsynth.config import load_config
+    from medsynth.models.config import TrainConfig
+    from medsynth.models.train import train
+
+    overrides = [
+        f"manifest={manifest}",
+        f"steps={warmup + steps}",
+        "log_every=1",
+        "preview_every=100000",
+        "checkpoint_every=100000",
+        f"precision={mode['precision']}",
+        f"channels_last={str(mode['channels_last']).lower()}",
+    ]
+    config = load_config(TrainConfig, Path(f"configs/{model}_cpu.yaml"), overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(config, tmp, progress=False)
+        with open(Path(tmp) / "log.csv") as handle:
+            seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    durations = [b - a for a, b in itertools.pairwise(seconds)][warmup - 1 :]
+    one_step = load_config(TrainConfig, Path(f"configs/{model}_cpu.yaml"), [*overrides[:1], "steps=1", *overrides[2:]])
+    with tempfile.TemporaryDirectory() as tmp:
+        flops = _flops(lambda: train(one_step, tmp, progress=False))
+    return {"median_s": statistics.median(durations), "flops": flops}
+
+
+def measure_segmenter_step(patch: tuple[int, int, int], mode: dict, steps: int, warmup: int) -> dict:
+    from monai.losses import DiceCELoss
+
+    from medsynth.benchmark.config import SegmenterConfig
+    from medsynth.benchmark.segmenter import build_segmenter
+
+    torch.manual_seed(0)
+    model = build_segmenter(SegmenterConfig(channels_last=mode["channels_last"]), in_channels=2)
+    memory_format = torch.channels_last_3d if mode["channels_last"] else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = DiceCELoss(sigmoid=True)
+    images = torch.randn(2, 2, *patch).contiguous(memory_format=memory_format)
+    targets = (torch.rand(2, 3, *patch) > 0.8).float()
+
+    def step():
+        with _autocast(mode["precision"]):
+            logits = model(images)
+        loss = loss_fn(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    durations = []
+    for i in range(warmup + steps):
+        started = time.perf_counter()
+        step()
+        if i >= warmup:
+            durations.append(time.perf_counter() - started)
+    return {"median_s": statistics.median(durations), "flops": _flops(step)}
+
+
+def measure_generation(spacing_mm: float, mode: dict, repeats: int, warmup: int) -> dict:
+    import numpy as np
+
+    import medsynth
+    from medsynth.data.scheme import NUM_CLASSES
+    from medsynth.models.data import one_hot
+    from medsynth.models.networks import build_generator
+
+    shipped = medsynth.load_generator(medsynth.pretrained("gan"), device="cpu")
+    grid = shipped.grid if spacing_mm == 2.0 else tuple(2 * g for g in shipped.grid)
+    model = shipped.model if spacing_mm == 2.0 else build_generator("gan", shipped.network, 2, NUM_CLASSES, grid)
+    memory_format = torch.channels_last_3d if mode["channels_last"] else torch.contiguous_format
+    model = model.to(memory_format=memory_format).eval()
+    labels = torch.as_tensor(np.random.default_rng(0).integers(0, 7, (1, *grid)))
+    seg = one_hot(labels).contiguous(memory_format=memory_format)
+    z = torch.randn(1, shipped.network.z_dim)
+
+    @torch.no_grad()
+    def generate():
+        with _autocast(mode["precision"]):
+            return model(seg, z).float()
+
+    durations = []
+    for i in range(warmup + repeats):
+        started = time.perf_counter()
+        generate()
+        if i >= warmup:
+            durations.append(time.perf_counter() - started)
+    return {"median_s": statistics.median(durations), "flops": _flops(generate), "grid": list(grid)}
+
+
+def child(spec: dict) -> dict:
+    torch.manual_seed(0)
+    burn_in = time.perf_counter()
+    while time.perf_counter() - burn_in < spec["burn_in_s"]:  # fresh processes run slow at first
+        torch.randn(512, 512) @ torch.randn(512, 512)
+    mode = MODES[spec["mode"]]
+    if spec["workload"] in ("gan", "vae"):
+        result = measure_generator_step(spec["workload"], spec["manifest"], mode, spec["steps"], spec["warmup"])
+    elif spec["workload"] == "segmenter":
+        result = measure_segmenter_step(tuple(spec["patch"]), mode, spec["steps"], spec["warmup"])
+    else:
+        result = measure_generation(spec["spacing_mm"], mode, spec["steps"], spec["warmup"])
+    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def run_child(spec: dict) -> dict:
+    env = dict(os.environ)
+    if MODES[spec["mode"]].get("malloc"):
+        env.update(MALLOC_ENV)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec}: failed\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", "--output", type=Path, help="write all measurements as JSON here")
+    parser.add_argument("--quick", action="store_true", help="few steps, working size only, two modes")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+
+    modes = ["fp32", "fp32+cl"] if args.quick else list(MODES)
+    sizes = ["working"] if args.quick else list(SIZES)
+    steps, warmup, burn_in = (3, 2, 2.0) if args.quick else (8, 3, 10.0)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    threads = torch.get_num_threads()
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s ({threads} threads)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        manifests = {s: str(prepare_sample(*SIZES[s], Path(tmp) / s)) for s in sizes}
+        workloads = []
+        for size in sizes:
+            for model in ("gan", "vae"):
+                workloads.append((f"{model} step", size, {"workload": model, "manifest": manifests[size]}))
+            workloads.append(("segmenter step", size, {"workload": "segmenter", "patch": SEGMENTER_SIZES[size]}))
+        for spacing in [2.0] if args.quick else [2.0, 1.0]:
+            workloads.append(("generate 1 case", f"{spacing:g} mm", {"workload": "generate", "spacing_mm": spacing}))
+        for name, size, spec in workloads:
+            baseline = None
+            for mode in modes:
+                result = run_child({**spec, "mode": mode, "steps": steps, "warmup": warmup, "burn_in_s": burn_in})
+                baseline = baseline or result["median_s"]
+                gflops = result["flops"] / result["median_s"] / 1e9
+                peak = peaks["bf16" if mode.startswith("bf16") else "fp32"]
+                row = {"workload": name, "size": size, "mode": mode, **result, "gflops": gflops}
+                row |= {"speedup_vs_fp32": baseline / result["median_s"], "fraction_of_peak": gflops / peak}
+                rows.append(row)
+                print(
+                    f"{name:16s} {size:8s} {mode:15s} {result['median_s']:8.3f} s  x{row['speedup_vs_fp32']:.2f}  "
+                    f"{gflops:7.1f} GFLOP/s ({100 * row['fraction_of_peak']:.0f}% of {peak:.0f})  "
+                    f"{result['max_rss_mb']:7.0f} MB",
+                    flush=True,
+                )
+    if args.output:
+        machine = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+        machine |= {"threads": torch.get_num_threads(), "torch": torch.__version__}
+        args.output.write_text(json.dumps({"machine": machine, "peaks_gflops": peaks, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
