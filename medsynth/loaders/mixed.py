@@ -10,6 +10,7 @@ MONAI's per-transform random states in workers.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +219,9 @@ class MixedSampler(torch.utils.data.Sampler):
     """Draws ``num_samples`` items per epoch, each synthetic with the scheduled probability.
 
     Indices address a :class:`MixedDataset` (real items first, then synthetic). With
-    ``batch_size`` set, every batch holds exactly ``round(fraction * batch_size)``
-    synthetic items (in random positions); otherwise each draw is independent. Within each
+    ``batch_size`` set, every batch holds ``fraction * batch_size`` synthetic items, rounded
+    down or up so that the running total stays exact (0.25 of batches of 2: every other
+    batch holds one), in random positions; otherwise each draw is independent. Within each
     source, items are drawn as shuffled passes over all of them. Yields ``(index, seed)``.
     """
 
@@ -261,12 +263,17 @@ class MixedSampler(torch.utils.data.Sampler):
         real = self._passes(self.n_real, generator) if self.n_real else iter(())
         synthetic = self._passes(self.n_synthetic, generator) if self.n_synthetic else iter(())
         if self.batch_size:
-            per_batch = round(fraction * self.batch_size)
-            choices = []
+            # batch b gets floor((b+1) f B) - floor(b f B) synthetic items: within one of f B in every
+            # batch and exact over the epoch, also when f B is fractional (0.25 x 2 must not round to 0)
+            choices, batch = [], 0
             while len(choices) < self.num_samples:
+                per_batch = math.floor((batch + 1) * fraction * self.batch_size + 1e-9) - math.floor(
+                    batch * fraction * self.batch_size + 1e-9
+                )
                 mask = torch.zeros(self.batch_size, dtype=torch.bool)
                 mask[torch.randperm(self.batch_size, generator=generator)[:per_batch]] = True
                 choices.extend(mask.tolist())
+                batch += 1
             choices = choices[: self.num_samples]
         else:
             choices = (torch.rand(self.num_samples, generator=generator) < fraction).tolist()

@@ -40,6 +40,16 @@ def test_exact_fraction_per_batch():
     assert all(sum(draws[i : i + 8]) == 2 for i in range(0, 64, 8))
 
 
+@pytest.mark.parametrize(("fraction", "batch_size"), [(0.25, 2), (0.3, 4), (0.1, 1)])
+def test_fractional_per_batch_counts_keep_the_fraction(fraction, batch_size):
+    # 0.25 x batch 2 once rounded to 0 synthetic items per batch: a "25%" arm trained on real only
+    sampler = MixedSampler(5, 5, fraction, num_samples=400 * batch_size, batch_size=batch_size, seed=0)
+    draws = [index >= 5 for index, _ in sampler]
+    per_batch = [sum(draws[i : i + batch_size]) for i in range(0, len(draws), batch_size)]
+    assert np.mean(draws) == pytest.approx(fraction, abs=1 / len(draws))
+    assert all(abs(n - fraction * batch_size) < 1 for n in per_batch)
+
+
 def test_schedule_decays_and_every_item_is_visited():
     schedule = FractionSchedule(start=0.8, end=0.2, epochs=4)
     assert [round(schedule(e), 2) for e in range(5)] == [0.8, 0.6, 0.4, 0.2, 0.2]
