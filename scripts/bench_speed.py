@@ -256,7 +256,9 @@ def main() -> int:
                     flush=True,
                 )
     if args.output:
-        machine = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+        from medsynth.benchmark.run import cpu_model
+
+        machine = {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()}
         machine |= {"threads": torch.get_num_threads(), "torch": torch.__version__}
         args.output.write_text(json.dumps({"machine": machine, "peaks_gflops": peaks, "rows": rows}, indent=2))
     return 0

@@ -108,7 +108,8 @@ def markdown(config: BenchmarkConfig, summary: dict, timings: dict, rows: list[d
         f"batch {s.batch_size} x {'x'.join(map(str, s.patch_size))} patches, AdamW lr {s.lr} with poly decay; "
         f"seeds {config.seeds}. Test subjects (never seen by generators or segmenters): "
         + ", ".join(f"{c} ({b})" for c, b in subjects)
-        + f". Machine: {machine['device']}, {machine['cpu_threads']} threads, torch {machine['torch']}.",
+        + f". Machine: {machine['device']}, {machine.get('processor', '?')}, {machine['cpu_threads']} threads, "
+        f"torch {machine['torch']}.",
         "",
         "Dice (higher is better) and HD95 in mm (lower is better), mean ± sd over seeds x test subjects, "
         "scored on the original 1 mm grid of each test scan:",

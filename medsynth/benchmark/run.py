@@ -241,13 +241,24 @@ def run_key(config: BenchmarkConfig, arm: ArmConfig, seed: int) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its bf16/AMX flags (Linux), else what ``platform`` knows."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = sorted({f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in text})
+    return f"{name or platform.machine()} ({', '.join(flags) or 'no AVX-512'})"
+
+
 def _machine() -> dict[str, Any]:
     import os
 
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "device": device,
