@@ -61,6 +61,7 @@ def test_only_working_subcommands_exist():
         "cohort",
         "export",
         "audit",
+        "benchmark",
         "demo",
     }
 
