@@ -8,7 +8,7 @@ settings can differ) after a burn-in; step times are medians over the timed step
 
 - GAN and VAE training steps: the real trainer (``medsynth.models.train.train``) on the
   bundled sample prepared at the CPU working size (2 mm, 80x96x80) and one size larger
-  (1.6 mm, 100x120x100), per-step times read from its log.
+  (1.67 mm, 96x112x96: 1.7x the voxels), per-step times read from its log.
 - Segmenter step: the benchmark's SegResNet + DiceCE at its CPU patch (48^3, batch 2) and 64^3.
 - Generation: one whole case with the shipped GAN at 2 mm, and an untrained network of the
   same widths at 1 mm (160x192x160; speed does not depend on the weights).
@@ -46,7 +46,7 @@ MODES = {
     "fp32+cl+malloc": {"precision": "fp32", "channels_last": True, "malloc": True},
 }
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
-SIZES = {"working": ((2.0, 2.0, 2.0), (80, 96, 80)), "larger": ((1.6, 1.6, 1.6), (100, 120, 100))}
+SIZES = {"working": ((2.0, 2.0, 2.0), (80, 96, 80)), "larger": ((1.67, 1.67, 1.67), (96, 112, 96))}
 SEGMENTER_SIZES = {"working": (48, 48, 48), "larger": (64, 64, 64)}
 
 
