@@ -44,7 +44,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     lr_decay_start: float = 0.5  # linear decay to 0 from this fraction of the steps
     flip_probability: float = 0.5  # left-right flip of image and label map
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp32 on CPU (measured faster), bf16 on CUDA
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
     channels_last: bool = False  # channels_last_3d memory format for the networks (scripts/bench_speed.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
