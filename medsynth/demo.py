@@ -92,7 +92,7 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
 def _benchmark(output: Path, prepared: dict[str, Path]) -> Path:
     """A smoke-scale segmentation benchmark: real vs real + 50% GAN cases, tested on the held-out subjects.
 
-    One seed and 150 steps show the machinery and the table, not an answer; the answer on
+    One seed and 300 steps show the machinery and the table, not an answer; the answer on
     the full data is ``medsynth benchmark --config configs/benchmark_cpu.yaml`` (reports/benchmark_cpu.md).
     """
     from medsynth.benchmark import (
@@ -111,13 +111,13 @@ def _benchmark(output: Path, prepared: dict[str, Path]) -> Path:
     config = BenchmarkConfig(
         data=DataConfig(manifest=str(prepared["brats2013"]), test_splits=["validation"]),
         synthetic=SyntheticConfig(generators={"gan": str(output / "cohort_gan")}),
-        segmenter=SegmenterConfig(patch_size=(48, 48, 48), steps=150, lr=3e-3),
+        segmenter=SegmenterConfig(patch_size=(48, 48, 48), steps=300, lr=3e-3),
         arms=[ArmConfig("real"), ArmConfig("mixed_gan_50", synthetic="gan", fraction=0.5)],
         seeds=[0],
     )
     summary = run_benchmark(config, folder, progress=False)["summary"]
     print(f"[demo] benchmark in {time.perf_counter() - started:.1f} s -> {folder} (report.md, benchmark.png)")
-    print("[demo] Dice on the held-out subjects (1 seed, 150 steps: a smoke test, see reports/benchmark_cpu.md):")
+    print("[demo] Dice on the held-out subjects (1 seed, 300 steps: a smoke test, see reports/benchmark_cpu.md):")
     print(f"[demo]   {'arm':<14} {'WT':>6} {'TC':>6} {'ET':>6}")
     for arm, regions in summary.items():
         print(f"[demo]   {arm:<14} " + " ".join(f"{regions[r]['dice_mean']:>6.3f}" for r in ("WT", "TC", "ET")))
