@@ -76,6 +76,18 @@ def _flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
+def _median_seconds(fn, steps: int, warmup: int) -> float:
+    """Median wall time of ``steps`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    durations = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        fn()
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations)
+
+
 def prepare_sample(spacing, grid, root: Path) -> Path:
     from medsynth.data.manifest import build_manifest
     from medsynth.data.prepare import prepare
@@ -140,13 +152,7 @@ def measure_segmenter_step(patch: tuple[int, int, int], mode: dict, steps: int, 
         loss.backward()
         optimizer.step()
 
-    durations = []
-    for i in range(warmup + steps):
-        started = time.perf_counter()
-        step()
-        if i >= warmup:
-            durations.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(durations), "flops": _flops(step)}
+    return {"median_s": _median_seconds(step, steps, warmup), "flops": _flops(step)}
 
 
 def measure_generation(spacing_mm: float, mode: dict, repeats: int, warmup: int) -> dict:
@@ -171,13 +177,7 @@ def measure_generation(spacing_mm: float, mode: dict, repeats: int, warmup: int)
         with _autocast(mode["precision"]):
             return model(seg, z).float()
 
-    durations = []
-    for i in range(warmup + repeats):
-        started = time.perf_counter()
-        generate()
-        if i >= warmup:
-            durations.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(durations), "flops": _flops(generate), "grid": list(grid)}
+    return {"median_s": _median_seconds(generate, repeats, warmup), "flops": _flops(generate), "grid": list(grid)}
 
 
 def child(spec: dict) -> dict:
