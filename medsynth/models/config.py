@@ -26,6 +26,42 @@ class LossConfig:
     feature_matching_weight: float = 10.0  # L1 between discriminator features of real and fake
     reconstruction_weight: float = 10.0  # L1 between image and synthesis inside the brain
     kl_weight: float = 0.01  # VAE only
+    # GAN only: mode-seeking term (Mao et al. 2019, MSGAN): two noise draws per label map, loss
+    # 1 / (mean |G(s, z1) - G(s, z2)| / mean |z1 - z2|). L1 reconstruction alone pulls every draw
+    # to the conditional mean (reports/generators.md: MS-SSIM 0.996 between samples). 0 disables.
+    diversity_weight: float = 0.0
+
+
+@dataclass
+class PrivacyConfig:
+    """DP-SGD on the discriminator (GAN only); see :mod:`medsynth.models.privacy` for what it covers."""
+
+    enabled: bool = False
+    noise_multiplier: float | None = None  # Gaussian noise std / max_grad_norm; or set target_epsilon instead
+    target_epsilon: float | None = None  # solve the noise multiplier that spends this epsilon in `steps` steps
+    max_grad_norm: float = 1.0  # per-case clipping bound of the discriminator's gradient (L2, all parameters)
+    delta: float = 1e-5  # the delta of (epsilon, delta); must be below 1 / (number of training cases)
+    # None: a secret seed from the OS for the Poisson sampling and the noise, kept only in checkpoint.pt.
+    # An int makes runs reproducible, but anyone who knows it can regenerate the noise: tests only.
+    noise_seed: int | None = None
+    # Prepared manifest of other subjects (public or consenting) whose label maps, all splits, condition
+    # the generator instead of the training label maps; "" = the training label maps, which the
+    # guarantee then does not cover.
+    conditioning_manifest: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("privacy: set exactly one of noise_multiplier and target_epsilon")
+        if self.noise_multiplier is not None and self.noise_multiplier <= 0:
+            raise ValueError(f"privacy.noise_multiplier must be > 0, got {self.noise_multiplier}")
+        if self.target_epsilon is not None and self.target_epsilon <= 0:
+            raise ValueError(f"privacy.target_epsilon must be > 0, got {self.target_epsilon}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"privacy.max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"privacy.delta must be in (0, 1), got {self.delta}")
 
 
 @dataclass
@@ -51,6 +87,7 @@ class TrainConfig:
     log_every: int = 10
     preview_every: int = 200
     checkpoint_every: int = 200
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # differentially private training (DP-SGD)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -59,3 +96,31 @@ class TrainConfig:
             raise ValueError("manifest: set the prepared manifest to train on (manifest=PATH)")
         if self.loss.adversarial == "wgan-gp" and self.loss.gradient_penalty_weight <= 0:
             raise ValueError("wgan-gp needs gradient_penalty_weight > 0")
+        if self.privacy.enabled:
+            self._check_privacy()
+
+    def _check_privacy(self) -> None:
+        """Refuse the settings that would let real images reach a network without clipping and noise."""
+        if self.model != "gan":
+            raise ValueError(
+                "privacy.enabled needs model: gan (the VAE's encoder reads real images and would need DP-SGD too)"
+            )
+        if self.loss.adversarial_weight <= 0:
+            raise ValueError("privacy.enabled needs loss.adversarial_weight > 0 (the discriminator is what learns)")
+        if self.loss.reconstruction_weight != 0:
+            raise ValueError(
+                "privacy.enabled needs loss.reconstruction_weight: 0 (the L1 term feeds real images into the "
+                "generator's gradient without clipping or noise, which voids the guarantee)"
+            )
+        if self.loss.feature_matching_weight != 0:
+            raise ValueError(
+                "privacy.enabled needs loss.feature_matching_weight: 0 (feature matching feeds the discriminator's "
+                "features of real images into the generator's gradient without clipping or noise)"
+            )
+        if self.loss.adversarial == "wgan-gp":
+            raise ValueError(
+                "privacy.enabled does not support loss.adversarial: wgan-gp (its gradient penalty differentiates "
+                "through the discriminator twice, which Opacus' per-sample gradient hooks cannot do: Opacus 1.6 fails "
+                "with 'pop from empty list'; and each interpolate mixes a real and a synthetic case); use hinge or "
+                "least_squares"
+            )

@@ -54,3 +54,28 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)), summed over latent dimensions, averaged over the batch."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+def mode_seeking_loss(first: torch.Tensor, second: torch.Tensor, z_first: torch.Tensor, z_second: torch.Tensor):
+    """MSGAN's regulariser (Mao et al., CVPR 2019): small when two noise draws give different images.
+
+    ``1 / (mean|first - second| / mean|z_first - z_second| + eps)``; minimising it pushes the
+    generator to map different noise to different images in proportion to their distance.
+    """
+    ratio = (first.float() - second.float()).abs().mean() / (z_first - z_second).abs().mean()
+    return 1.0 / (ratio + 1e-5)
+
+
+def patch_loss_per_sample(kind: str, logits: list[torch.Tensor], target_is_real: bool) -> torch.Tensor:
+    """The discriminator's adversarial loss of each batch row (MONAI's, averaged over patches and scales).
+
+    DP-SGD clips each case's gradient, so it needs one loss per row; the mean over real and fake
+    rows equals :func:`discriminator_loss` when they are equally many. An empty batch gives an
+    empty tensor.
+    """
+    criterion = PatchAdversarialLoss(criterion=kind)
+    losses = [
+        criterion([logit[row : row + 1].float() for logit in logits], target_is_real, for_discriminator=True)
+        for row in range(logits[0].shape[0])
+    ]
+    return torch.stack(losses) if losses else logits[0].new_zeros(0, dtype=torch.float32)

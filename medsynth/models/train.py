@@ -3,6 +3,7 @@
     $ medsynth train --config configs/gan_cpu.yaml -o runs/gan
     $ medsynth train --config configs/gan_cpu.yaml -o runs/gan --resume        # continue exactly
     $ torchrun --nproc_per_node 2 -m medsynth.cli train --config configs/gan_cpu.yaml -o runs/gan_ddp
+    $ medsynth train --config configs/gan_dp_cpu.yaml -o runs/gan_dp     # DP-SGD (medsynth.models.privacy)
 
 Every step seeds torch from (seed, rank, step), so data order, noise and the VAE's sampling
 are a function of the step alone: a resumed run reproduces the losses of an uninterrupted
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from medsynth import __version__
-from medsynth.config import save_config, to_dict
+from medsynth.config import from_dict, save_config, to_dict
 from medsynth.data.scheme import NUM_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.models import checkpoint
@@ -39,6 +40,7 @@ from medsynth.models.losses import (
     interpolate,
     kl_divergence,
     masked_l1,
+    mode_seeking_loss,
 )
 from medsynth.models.networks import MultiScaleDiscriminator, build_generator
 
@@ -87,8 +89,8 @@ def _linear_decay(total: int, start_fraction: float):
     return lambda step: 1.0 if step < start else max(0.0, 1 - (step - start) / max(total - start, 1))
 
 
-def generator_metadata(config: TrainConfig, data: TrainingSet) -> dict[str, Any]:
-    """What ``load_generator`` needs besides the weights."""
+def generator_metadata(config: TrainConfig, data: TrainingSet, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``load_generator`` needs besides the weights; ``privacy``: the DP record, if trained with DP."""
     return {
         "kind": config.model,
         "network": to_dict(config.network),
@@ -100,6 +102,7 @@ def generator_metadata(config: TrainConfig, data: TrainingSet) -> dict[str, Any]
             "manifest": str(Path(config.manifest).resolve()),
             "cases": data.case_ids,
             "medsynth": __version__,
+            **({"privacy": privacy} if privacy is not None else {}),
         },
     }
 
@@ -143,7 +146,9 @@ def train(
     checkpoint_path = output / "checkpoint.pt"
     if resume:
         state = checkpoint.load(checkpoint_path, map_location=device)
-        if state["config"] != {**to_dict(config), "steps": state["config"]["steps"]}:
+        # defaults fill keys added since the checkpoint was written (e.g. privacy)
+        saved = to_dict(from_dict(TrainConfig, state["config"]))
+        if saved != {**to_dict(config), "steps": saved["steps"]}:
             raise MedsynthError(f"{checkpoint_path}: made with a different config; only `steps` may change on --resume")
         generator.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
@@ -156,6 +161,13 @@ def train(
     elif checkpoint_path.exists():
         raise MedsynthError(f"{output} holds a checkpoint: pass --resume to continue it or choose another folder")
 
+    dp = None
+    if config.privacy.enabled:
+        from medsynth.models.privacy import PrivateDiscriminator
+
+        dp = PrivateDiscriminator(
+            config, data, discriminator, opt_d, device, world, state.get("privacy_state") if resume else None
+        )
     g_model, d_model = generator, discriminator
     if world > 1:
         g_model = torch.nn.parallel.DistributedDataParallel(generator)
@@ -181,22 +193,36 @@ def train(
     started = time.perf_counter()
     for step in bar:
         torch.manual_seed(step_seed(config.seed, rank, step))
-        images, label_maps = draw_batch(data, config.batch_size, config.flip_probability, torch.default_generator)
-        images, label_maps = images.to(device), label_maps.to(device)
+        if dp is None:
+            images, label_maps = draw_batch(data, config.batch_size, config.flip_probability, torch.default_generator)
+            images = images.to(device).contiguous(memory_format=memory_format)
+        else:
+            # under DP the generator sees no real image, only conditioning label maps drawn
+            # independently of the discriminator's private batch
+            images, label_maps = None, dp.draw_label_maps(config.batch_size, config.flip_probability)
+        label_maps = label_maps.to(device)
         seg = one_hot(label_maps).contiguous(memory_format=memory_format)
-        images = images.contiguous(memory_format=memory_format)
         brain = (label_maps > 0).unsqueeze(1).float()
         losses: dict[str, float] = {}
 
         with autocast():
-            if config.model == "gan":
-                noise = torch.randn(images.shape[0], config.network.z_dim, device=device)
+            if config.model == "gan" and loss_cfg.diversity_weight > 0:
+                # one forward over two noise draws per label map (one DDP forward per backward)
+                batch = label_maps.shape[0]
+                noise = torch.randn(2 * batch, config.network.z_dim, device=device)
+                both = g_model(torch.cat([seg, seg]), noise) * torch.cat([brain, brain])
+                fake, fake_other = both[:batch], both[batch:]
+            elif config.model == "gan":
+                noise = torch.randn(label_maps.shape[0], config.network.z_dim, device=device)
                 fake = g_model(seg, noise) * brain
             else:
                 fake, mu, logvar = g_model(seg, images)
                 fake = fake * brain
 
-        if d_model is not None:
+        if dp is not None:
+            losses["d"] = dp.discriminator_step(step, fake, seg, memory_format)
+            sched_d.step()
+        elif d_model is not None:
             # one discriminator pass over real, fake (and WGAN-GP interpolates): DDP expects one
             # forward per backward
             real_input, fake_input = torch.cat([images, seg], 1), torch.cat([fake.detach(), seg], 1)
@@ -218,8 +244,14 @@ def train(
             losses["d"] = d_loss.item()
 
         with autocast():
-            g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, brain)
-            losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
+            g_loss = 0.0
+            if images is not None:
+                g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, brain)
+                losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
+            if config.model == "gan" and loss_cfg.diversity_weight > 0:
+                seeking = mode_seeking_loss(fake, fake_other, noise[:batch], noise[batch:])
+                g_loss = g_loss + loss_cfg.diversity_weight * seeking
+                losses["mode_seeking"] = seeking.item()
             if config.model == "vae":
                 kl = kl_divergence(mu.float(), logvar.float())
                 g_loss = g_loss + loss_cfg.kl_weight * kl
@@ -246,8 +278,11 @@ def train(
         done = step + 1
         if rank == 0:
             if done % config.log_every == 0 or done == config.steps:
+                if dp is not None:
+                    losses["epsilon"] = dp.epsilon()
                 _log(log_path, writer, done, losses, time.perf_counter() - started)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("g", "d", "reconstruction_l1")})
+                shown = ("g", "d", "reconstruction_l1", "epsilon")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in shown})
             if done % config.preview_every == 0 or done == config.steps:
                 _preview(output / "previews" / f"step_{done:06d}.png", generator, config, data, device, done)
             if done % config.checkpoint_every == 0 or done in (config.steps, stop_at):
@@ -262,7 +297,8 @@ def train(
                         "sched_g": sched_g.state_dict(),
                         "sched_d": sched_d.state_dict() if sched_d is not None else None,
                         "torch_rng": torch.get_rng_state(),
-                        **generator_metadata(config, data),
+                        "privacy_state": dp.state() if dp is not None else None,
+                        **generator_metadata(config, data, dp.report() if dp is not None else None),
                     },
                     checkpoint_path,
                 )
@@ -277,7 +313,11 @@ def train(
     generator_path = output / "generator.pt"
     if rank == 0:
         checkpoint.save(
-            {"step": config.steps, "state_dict": generator.state_dict(), **generator_metadata(config, data)},
+            {
+                "step": config.steps,
+                "state_dict": generator.state_dict(),
+                **generator_metadata(config, data, dp.report() if dp is not None else None),
+            },
             generator_path,
         )
     if world > 1:
@@ -316,7 +356,7 @@ def _log(path: Path, writer, step: int, losses: dict[str, float], seconds: float
         csv_writer.writerow(row)
     if writer is not None:
         for key, value in losses.items():
-            writer.add_scalar(f"loss/{key}", value, step)
+            writer.add_scalar(f"privacy/{key}" if key == "epsilon" else f"loss/{key}", value, step)
 
 
 @torch.no_grad()
