@@ -102,6 +102,12 @@ def _train(args: argparse.Namespace) -> int:
     path = train(config, args.output, resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"wrote {path}")
+        if config.privacy.enabled:
+            from medsynth.models.checkpoint import load
+            from medsynth.models.privacy import describe
+
+            print(f"privacy: {describe(load(path)['training']['privacy'])}")
+            print(f"share {path.name} only: {args.output / 'checkpoint.pt'} holds the secret noise seed")
     return 0
 
 
@@ -125,11 +131,19 @@ def _generate(args: argparse.Namespace) -> int:
         reshape=load_config(ReshapeSpec, args.reshape) if args.reshape else None,
         audit_against=args.audit_against,
         allow_flagged=args.allow_flagged,
+        k_anonymity=args.k_anonymity,
     )
     print(
         f"{args.output}: wrote {status.written}, skipped {status.skipped} finished; {status.present}/{status.total} "
         + ("cases; cohort finalized (manifest, checksums, README.md)" if status.finalized else "cases present")
     )
+    if status.anonymity:
+        fill = status.anonymity
+        print(
+            f"{args.output}: k-anonymity K={fill['k']}: smallest group {fill['k_before']} -> {fill['k_after']}, "
+            f"{fill['added']} case(s) added ({status.added} by this run), {fill['groups_after']} group(s); "
+            f"see {args.output / 'k_anonymity.json'}"
+        )
     return 0
 
 
@@ -156,7 +170,15 @@ def _export(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from medsynth.audit.run import audit
 
-    summary = audit(args.real, args.synthetic, args.output, train_split=args.train_split, generator=args.generator)
+    summary = audit(
+        args.real,
+        args.synthetic,
+        args.output,
+        train_split=args.train_split,
+        generator=args.generator,
+        features=args.features,
+        feature_steps=args.feature_steps,
+    )
     print(f"{summary['memorization']['verdict']}; report: {args.output / 'report.md'}")
     return 1 if summary["memorization"]["flagged"] else 0
 
@@ -320,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy-check every case against this manifest's training split before publishing",
     )
     gen.add_argument("--allow-flagged", action="store_true", help="publish flagged cases anyway (recorded)")
+    gen.add_argument(
+        "--k-anonymity",
+        type=int,
+        metavar="K",
+        help="add sampled cases until every group of cases sharing tumor volume bin, hemisphere, region and "
+        "sub-regions has >= K members (with --labels, needs --from)",
+    )
     gen.set_defaults(func=_generate)
 
     cohort = commands.add_parser("cohort", help="work with generated cohorts")
@@ -355,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--synthetic", type=Path, required=True, help="cohort folder")
     aud.add_argument("--train-split", default="train", help="split the generator was trained on")
     aud.add_argument("--generator", type=Path, help="generator, for the membership-inference test")
+    aud.add_argument(
+        "--features",
+        help="feature network for Frechet/MMD: a feature_network.pt from an earlier audit (same network = "
+        "comparable numbers) or torchvision:resnet50=WEIGHTS.pt (local weights, 2.5D); default: train one on the "
+        "training subjects",
+    )
+    aud.add_argument("--feature-steps", type=int, default=200, help="training steps of the default feature network")
     aud.add_argument("-o", "--output", type=Path, required=True)
     aud.set_defaults(func=_audit)
 

@@ -21,7 +21,19 @@ from medsynth.labels.locations import location_of
 CHECKSUMS = "checksums.sha256"
 
 
-def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str, audit: dict | None = None) -> None:
+def finalize(
+    root: Path,
+    plan: dict[str, Any],
+    seconds: float,
+    command: str,
+    audit: dict | None = None,
+    anonymity: dict | None = None,
+) -> None:
+    """Write manifest, cohort.json, preview, dataset card and checksums for the cases under ``root``.
+
+    ``audit``: the copy check's result; ``anonymity``: the k-anonymity fill's record (K, k before
+    and after, cases added), both recorded in cohort.json and the card.
+    """
     modalities = plan["generator"]["modalities"]
     sections: dict[str, list[dict[str, Any]]] = {}
     stats = []
@@ -73,11 +85,12 @@ def finalize(root: Path, plan: dict[str, Any], seconds: float, command: str, aud
             "command": command,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds_last_run": round(seconds, 1),
+            **({"k_anonymity": anonymity} if anonymity else {}),
         },
         root / "cohort.json",
     )
     _preview(root / "preview.png", previews, modalities)
-    _card(root / "README.md", manifest, plan, stats, audit)
+    _card(root / "README.md", manifest, plan, stats, audit, anonymity)
     write_checksums(root)
 
 
@@ -99,8 +112,38 @@ def _preview(path: Path, cases, modalities: list[str]) -> None:
     save_grid(tiles, 3, path, title="synthetic cases (axial, coronal, sagittal through the tumor)", row_names=names)
 
 
+def _anonymity_paragraph(anonymity: dict[str, Any]) -> str:
+    added = anonymity["added_case_ids"]
+    fill = (
+        f"the smallest group had {anonymity['k_before']} before {len(added)} case(s) ({added[0]}-{added[-1]}) were "
+        "added, each from a label map drawn for an under-filled group"
+        if added
+        else "no case had to be added"
+    )
+    return (
+        f"k-anonymity of what the cases describe ({', '.join(anonymity['attributes'])}): every group of cases "
+        f"sharing these values has at least {anonymity['k_after']} members (requested K = {anonymity['k']}; {fill}; "
+        "`k_anonymity.json` lists the groups). This limits what the descriptive attributes alone single out; it "
+        "says nothing about the images themselves."
+    )
+
+
+def _privacy_paragraph(privacy: dict[str, Any] | None) -> str:
+    """The card's differential-privacy line, from the generator's training record."""
+    if not privacy:
+        return "Differential privacy: the generator was not trained with differential privacy; no formal guarantee."
+    from medsynth.models.privacy import describe
+
+    return f"Differential privacy: the generator's training was {describe(privacy)}"
+
+
 def _card(
-    path: Path, manifest: dict[str, Any], plan: dict[str, Any], stats: list[dict[str, Any]], audit: dict | None
+    path: Path,
+    manifest: dict[str, Any],
+    plan: dict[str, Any],
+    stats: list[dict[str, Any]],
+    audit: dict | None,
+    anonymity: dict | None = None,
 ) -> None:
     generator = plan["generator"]
     volumes = np.array([s["volume_ml"] for s in stats])
@@ -168,7 +211,7 @@ def _card(
                 f"NCC {min(c['ncc'] for c in audit['cases']):.3f}-{max(c['ncc'] for c in audit['cases']):.3f}; "
                 f"copies are flagged from {audit['threshold_ncc']:.3f} (calibrated on augmented copies of the "
                 f"training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
-                "This rules out near-copies, not every leak; no differential-privacy guarantee applies.",
+                "This rules out near-copies, not every leak.",
             ]
             if audit
             else [
@@ -177,6 +220,9 @@ def _card(
                 "sharing outside the group that holds the training data."
             ]
         ),
+        *(["", _anonymity_paragraph(anonymity)] if anonymity else []),
+        "",
+        _privacy_paragraph(training.get("privacy")),
         "",
         "## Licence",
         "",

@@ -8,6 +8,12 @@ complete, so a killed run leaves no partial case and a re-run skips finished one
 stays flat: one case is in memory at a time. Shards take the cases whose index modulo n
 equals i; whichever run finds every case present writes the cohort files (manifest,
 checksums, dataset card, preview).
+
+With ``k_anonymity=K`` (``--k-anonymity K``) that same run then adds cases ``synth_NNNNN``
+after the last requested one, drawn by the label-map sampler constrained to each group of
+descriptive attributes with fewer than K members, until every populated group has K
+(:mod:`medsynth.audit.anonymity`). The fill is sequential, deterministic and resumable: the
+next case's target group follows from the cases already on disk.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class CohortStatus:
     present: int  # cases of the whole cohort present now
     total: int
     finalized: bool  # manifest, checksums and card written
+    added: int = 0  # cases added by the k-anonymity fill in this run
+    anonymity: dict[str, Any] | None = None  # K, k before/after the fill, cases added in all (k_anonymity only)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -52,6 +60,22 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def _style_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index, 1]).generate_state(1)[0] % (2**31))
+
+
+def _fill_seed(seed: int, index: int, draw: int) -> int:
+    return int(np.random.SeedSequence([seed, index, 2, draw]).generate_state(1)[0] % (2**31))
+
+
+def _make_sampler(sampler_args: dict[str, Any]):
+    """A label-map sampler over the train split of ``sources`` (+ ``healthy`` anatomies)."""
+    from medsynth.labels.generate import LabelMapSampler
+    from medsynth.labels.sources import check_same_grid, read_sources
+
+    anatomies, tumors = read_sources(sampler_args["sources"], splits=("train",))
+    if sampler_args.get("healthy"):
+        anatomies += read_sources(sampler_args["healthy"], healthy=True)[0]
+        check_same_grid(anatomies)
+    return LabelMapSampler(anatomies, tumors, sampler_args["config"], sampler_args.get("reshape"))
 
 
 class _LabelSource:
@@ -70,14 +94,7 @@ class _LabelSource:
         else:
             if not n:
                 raise MedsynthError("give --labels DIR or --n N")
-            from medsynth.labels.generate import LabelMapSampler
-            from medsynth.labels.sources import check_same_grid, read_sources
-
-            anatomies, tumors = read_sources(sampler_args["sources"], splits=("train",))
-            if sampler_args.get("healthy"):
-                anatomies += read_sources(sampler_args["healthy"], healthy=True)[0]
-                check_same_grid(anatomies)
-            self.sampler = LabelMapSampler(anatomies, tumors, sampler_args["config"], sampler_args.get("reshape"))
+            self.sampler = _make_sampler(sampler_args)
             self.total = n
             self.description = {
                 "label_maps": "sampled",
@@ -94,6 +111,179 @@ class _LabelSource:
         label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
         record = case.record.get("record", {"label_map": str(case.label), "split": case.split})
         return label_map, affine, record
+
+
+def _provenance(index: int, seed: int, plan: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "case_id": f"synth_{index:05d}",
+        "index": index,
+        "cohort_seed": seed,
+        "style_seed": _style_seed(seed, index),
+        "generator_sha256": plan["generator"]["sha256"],
+        "generator_kind": plan["generator"]["kind"],
+        "label_map_record": record,
+        "split": record.get("split", "train"),
+        "medsynth": __version__,
+    }
+
+
+def _as_saved(label_map: np.ndarray, affine: np.ndarray, spacing_mm: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The label map on the grid it is written on (resampled when ``spacing_mm`` is set)."""
+    if not spacing_mm:
+        return label_map, affine
+    from medsynth.cohort.geometry import resample
+
+    return resample(label_map, affine, spacing_mm, "nearest")
+
+
+def _write_case(
+    output: Path,
+    generator,
+    label_map: np.ndarray,
+    affine: np.ndarray,
+    provenance: dict[str, Any],
+    spacing_mm: float | None,
+    label_convention: str,
+) -> None:
+    """Synthesize one case from its label map and write it atomically into ``cases/<case_id>/``."""
+    case_id = provenance["case_id"]
+    images = generator.synthesize(label_map, seed=provenance["style_seed"], affine=affine).images
+    if spacing_mm:
+        from medsynth.cohort.geometry import resample
+
+        images, _ = resample(images, affine, spacing_mm, "bilinear")
+    label_map, affine = _as_saved(label_map, affine, spacing_mm)
+    with atomic_path(output / "cases" / case_id) as tmp:
+        tmp.mkdir(parents=True)
+        for channel, modality in zip(images, generator.modalities, strict=True):
+            save_nifti(channel, affine, tmp / f"{case_id}_{modality}.nii.gz", dtype=np.float32)
+        save_nifti(label_map, affine, tmp / f"{case_id}_label_map.nii.gz", dtype=np.int16)
+        if LABEL_CONVENTIONS[label_convention]:
+            seg = from_canonical(label_map, LABEL_CONVENTIONS[label_convention])
+            save_nifti(seg, affine, tmp / f"{case_id}_seg.nii.gz", dtype=np.uint8)
+        write_json(provenance, tmp / "provenance.json")
+
+
+def _fill_to_k(
+    output: Path,
+    generator,
+    plan: dict[str, Any],
+    base_sampler,
+    requested: int,
+    k: int,
+    quasi_identifiers,
+    spacing_mm: float | None,
+    label_convention: str,
+    progress: bool,
+) -> tuple[dict[str, Any], int]:
+    """Add cases after the ``requested`` ones until every populated group has ``k`` members.
+
+    Returns ``(record, written)``: the fill's record (K, k before/after, group table, added case ids)
+    and the number of cases this call wrote. Each case targets the first under-filled group in
+    attribute order, given the cases before it, so a re-run picks up where a killed one stopped.
+    A draw that lands in another populated group is kept there; one that would open a new group
+    is discarded (that group would need filling in turn).
+    """
+    from tqdm import tqdm
+
+    from medsynth.audit.anonymity import (
+        MAX_DRAWS_PER_GROUP,
+        anonymity_summary,
+        case_attributes,
+        fill_targets,
+        folder_attributes,
+        group_key,
+    )
+    from medsynth.labels.generate import LabelMapSampler
+
+    seed = plan["seed"]
+    attributes = {
+        f"synth_{i:05d}": folder_attributes(output / "cases" / f"synth_{i:05d}", quasi_identifiers)
+        for i in range(requested)
+    }
+    before = anonymity_summary(attributes, quasi_identifiers)
+    populated = {group_key(row["attributes"]) for row in before["groups"]}
+    draws_spent: dict[tuple, int] = {}
+    samplers: dict[tuple, Any] = {}
+    written = 0
+    index = requested
+    bar = tqdm(desc=f"k-anonymity fill to k={k}", unit="case", disable=not progress)
+    while True:
+        case_id = f"synth_{index:05d}"
+        folder = output / "cases" / case_id
+        if (folder / "provenance.json").exists():
+            fill = read_json(folder / "provenance.json").get("k_anonymity_fill")
+            if fill is None:
+                raise MedsynthError(f"{folder}: not a k-anonymity case (its provenance has no k_anonymity_fill)")
+            target_key = group_key(fill["target_group"])
+            draws_spent[target_key] = draws_spent.get(target_key, 0) + fill["draws"]
+            attributes[case_id] = folder_attributes(folder, quasi_identifiers)
+            index += 1
+            continue
+        summary = anonymity_summary(attributes, quasi_identifiers)
+        target = next(
+            fill_targets(summary, k, base_sampler.tumors, base_sampler.config, quasi_identifiers, base_sampler.reshape),
+            None,
+        )
+        if target is None:
+            break
+        key = group_key(target.group)
+        if key not in samplers:
+            try:
+                samplers[key] = LabelMapSampler(
+                    base_sampler.anatomies, target.tumors, base_sampler.config, target.reshape
+                )
+            except MedsynthError as exc:
+                raise MedsynthError(f"k-anonymity group {target.group} cannot be filled: {exc}") from None
+        draws = 0
+        while True:
+            if draws_spent.get(key, 0) >= MAX_DRAWS_PER_GROUP:
+                count = next(r["count"] for r in summary["groups"] if group_key(r["attributes"]) == key)
+                raise MedsynthError(
+                    f"{output}: k-anonymity group {target.group} still has {count} of {k} members after "
+                    f"{MAX_DRAWS_PER_GROUP} draws of the sampler constrained to it (draws that leave every populated "
+                    "group are discarded); lower --k-anonymity or use coarser quasi-identifiers"
+                )
+            draws_spent[key] = draws_spent.get(key, 0) + 1
+            draw_seed = _fill_seed(seed, index, draws)
+            draws += 1
+            try:
+                label_map, affine, record = samplers[key].sample(index, draw_seed)
+            except MedsynthError:
+                continue  # no draw met the group's targets within the sampler's attempts: a spent draw
+            provenance = _provenance(index, seed, plan, record)
+            landed = case_attributes(*_as_saved(label_map, affine, spacing_mm), quasi_identifiers, provenance)
+            if group_key(landed) in populated:
+                break
+        provenance["k_anonymity_fill"] = {
+            "k": k,
+            "target_group": target.group,
+            "group": landed,
+            "reshape": to_dict(target.reshape),
+            "source_tumors": [t.case_id for t in target.tumors],
+            "draw_seed": draw_seed,
+            "draws": draws,
+        }
+        _write_case(output, generator, label_map, affine, provenance, spacing_mm, label_convention)
+        attributes[case_id] = landed
+        written += 1
+        index += 1
+        bar.update()
+    bar.close()
+    after = anonymity_summary(attributes, quasi_identifiers)
+    added = [f"synth_{i:05d}" for i in range(requested, index)]
+    record = {
+        "k": k,
+        "k_before": before["k"],
+        "k_after": after["k"],
+        "groups_before": len(before["groups"]),
+        "groups_after": len(after["groups"]),
+        "added": len(added),
+        "added_case_ids": added,
+        "attributes": after["attributes"],
+        "groups": after["groups"],
+    }
+    return record, written
 
 
 def _export_gate(output: Path, total: int, modalities, audit_against, allow_flagged: bool) -> dict[str, Any] | None:
@@ -132,8 +322,15 @@ def generate_cohort(
     audit_against: str | Path | None = None,
     allow_flagged: bool = False,
     progress: bool = True,
+    k_anonymity: int | None = None,
+    quasi_identifiers=None,
 ) -> CohortStatus:
-    """Generate (this shard of) a cohort into ``output``; see the module docstring."""
+    """Generate (this shard of) a cohort into ``output``; see the module docstring.
+
+    ``k_anonymity``: fill groups of descriptive attributes (``quasi_identifiers``, a
+    :class:`medsynth.audit.anonymity.QuasiIdentifiers`; default bins when None) to at least
+    this many cases. With ``labels`` it needs ``label_sources`` to draw the added label maps from.
+    """
     from tqdm import tqdm
 
     import medsynth
@@ -141,6 +338,16 @@ def generate_cohort(
 
     if label_convention not in LABEL_CONVENTIONS:
         raise MedsynthError(f"label convention must be one of {list(LABEL_CONVENTIONS)}")
+    if k_anonymity is not None:
+        from medsynth.audit.anonymity import QuasiIdentifiers, check_k
+
+        k_anonymity = check_k(k_anonymity)
+        quasi_identifiers = quasi_identifiers or QuasiIdentifiers()
+        if labels is not None and not label_sources:
+            raise MedsynthError(
+                f"--k-anonymity {k_anonymity} with --labels {labels}: the fill draws new label maps, so give their "
+                "tumor sources with --from PREPARED_MANIFEST (e.g. the manifest the label maps were made from)"
+            )
     checkpoint, output = Path(checkpoint), Path(output)
     generator = medsynth.load_generator(checkpoint)
     training_manifest = generator.training.get("manifest")
@@ -150,12 +357,8 @@ def generate_cohort(
             f"no label sources for --n: the generator's training manifest ({training_manifest}) is not on this "
             "machine; pass --from PREPARED_MANIFEST (e.g. runs/demo/prepared/brats2013/manifest.json after make demo)"
         )
-    source = _LabelSource(
-        Path(labels) if labels else None,
-        n,
-        seed,
-        {"sources": sources, "healthy": healthy, "config": label_config or LabelConfig(), "reshape": reshape},
-    )
+    sampler_args = {"sources": sources, "healthy": healthy, "config": label_config or LabelConfig(), "reshape": reshape}
+    source = _LabelSource(Path(labels) if labels else None, n, seed, sampler_args)
     plan = {
         "format_version": 1,
         "generator": {
@@ -172,6 +375,15 @@ def generate_cohort(
         "label_convention": label_convention,
         **source.description,
     }
+    if k_anonymity is not None:
+        plan["k_anonymity"] = {"k": k_anonymity, "quasi_identifiers": to_dict(quasi_identifiers)}
+        if source.sampler is None:
+            plan["k_anonymity"]["fill_sources"] = {
+                "sources": [str(Path(p).resolve()) for p in sources],
+                "healthy": [str(Path(p).resolve()) for p in healthy or []],
+                "label_config": to_dict(sampler_args["config"]),
+                "reshape": to_dict(reshape) if reshape else None,
+            }
     output.mkdir(parents=True, exist_ok=True)
     plan_path = output / "cohort_plan.json"
     if plan_path.exists():
@@ -193,41 +405,39 @@ def generate_cohort(
             skipped += 1
             continue
         label_map, affine, record = source.get(index)
-        style_seed = _style_seed(seed, index)
-        images = generator.synthesize(label_map, seed=style_seed, affine=affine).images
-        if spacing_mm:
-            from medsynth.cohort.geometry import resample
-
-            images, _ = resample(images, affine, spacing_mm, "bilinear")
-            label_map, affine = resample(label_map, affine, spacing_mm, "nearest")
-        with atomic_path(folder) as tmp:
-            tmp.mkdir(parents=True)
-            for channel, modality in zip(images, generator.modalities, strict=True):
-                save_nifti(channel, affine, tmp / f"{case_id}_{modality}.nii.gz", dtype=np.float32)
-            save_nifti(label_map, affine, tmp / f"{case_id}_label_map.nii.gz", dtype=np.int16)
-            if LABEL_CONVENTIONS[label_convention]:
-                seg = from_canonical(label_map, LABEL_CONVENTIONS[label_convention])
-                save_nifti(seg, affine, tmp / f"{case_id}_seg.nii.gz", dtype=np.uint8)
-            write_json(
-                {
-                    "case_id": case_id,
-                    "index": index,
-                    "cohort_seed": seed,
-                    "style_seed": style_seed,
-                    "generator_sha256": plan["generator"]["sha256"],
-                    "generator_kind": generator.kind,
-                    "label_map_record": record,
-                    "split": record.get("split", "train"),
-                    "medsynth": __version__,
-                },
-                tmp / "provenance.json",
-            )
+        _write_case(
+            output, generator, label_map, affine, _provenance(index, seed, plan, record), spacing_mm, label_convention
+        )
         written += 1
     present = sum((output / "cases" / f"synth_{i:05d}" / "provenance.json").exists() for i in range(source.total))
     finalized = present == source.total
+    anonymity, added = None, 0
     if finalized:
         from medsynth.cohort.finalize import finalize
 
-        audit = _export_gate(output, source.total, generator.modalities, audit_against, allow_flagged)
-        finalize(output, plan, seconds=time.perf_counter() - started, command=" ".join(sys.argv), audit=audit)
-    return CohortStatus(written, skipped, present, source.total, finalized)
+        if k_anonymity is not None:
+            anonymity, added = _fill_to_k(
+                output,
+                generator,
+                plan,
+                source.sampler or _make_sampler(sampler_args),
+                source.total,
+                k_anonymity,
+                quasi_identifiers,
+                spacing_mm,
+                label_convention,
+                progress,
+            )
+            write_json(anonymity, output / "k_anonymity.json")  # the full group table, case ids included
+            anonymity = {key: value for key, value in anonymity.items() if key != "groups"}
+        every_case = source.total + (anonymity["added"] if anonymity else 0)
+        audit = _export_gate(output, every_case, generator.modalities, audit_against, allow_flagged)
+        finalize(
+            output,
+            plan,
+            seconds=time.perf_counter() - started,
+            command=" ".join(sys.argv),
+            audit=audit,
+            anonymity=anonymity,
+        )
+    return CohortStatus(written, skipped, present, source.total, finalized, added, anonymity)
