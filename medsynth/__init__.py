@@ -16,11 +16,11 @@ from medsynth.errors import MedsynthError
 __all__ = ["MedsynthError", "__version__", "load_generator", "pretrained"]
 
 
-def load_generator(path, device="auto"):
+def load_generator(path, device="auto", precision="auto"):
     """Load a trained generator (``generator.pt`` or ``checkpoint.pt``); see ``medsynth.models.generator``."""
     from medsynth.models.generator import load_generator as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, precision=precision)
 
 
 def pretrained(kind: str) -> Path:

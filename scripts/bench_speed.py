@@ -14,11 +14,13 @@ settings can differ) after a burn-in; step times are medians over the timed step
   same widths at 1 mm (160x192x160; speed does not depend on the weights).
 
 Modes: ``fp32`` (contiguous, as MONAI tutorials run), ``fp32+cl`` (channels_last_3d),
-``bf16`` (autocast; for the GAN/VAE steps, 16x slower on CPU, only at the working size),
-``bf16+cl``, and ``fp32+cl+malloc`` (glibc malloc told to keep freed
-memory: ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``). Achieved GFLOP/s come from
-``torch.utils.flop_counter`` over one step, against fp32 and bf16 matmul peaks measured in
-the same run.
+``bf16`` (autocast), ``bf16+cl``, ``fp32+cl+malloc`` (glibc malloc told to keep freed
+memory through ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``), ``*+mallopt`` (the same
+settings made in-process by ``medsynth.runtime.tune_allocator``, as the ``medsynth`` command
+does), and ``bf16+compile`` (``torch.compile``, generation and segmenter only; its compile
+time is reported separately). Achieved GFLOP/s come from ``torch.utils.flop_counter`` over one
+step, against fp32 and bf16 matmul peaks measured in the same run. ``--only gan,generate``
+runs a subset.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ MODES = {
     "fp32+cl": {"precision": "fp32", "channels_last": True},
     "bf16": {"precision": "bf16", "channels_last": False},
     "bf16+cl": {"precision": "bf16", "channels_last": True},
-    "fp32+cl+malloc": {"precision": "fp32", "channels_last": True, "malloc": True},
+    "fp32+cl+malloc": {"precision": "fp32", "channels_last": True, "malloc": "env"},
+    # medsynth's defaults: the same allocator settings made by the medsynth command at start-up (mallopt)
+    "bf16+mallopt": {"precision": "bf16", "channels_last": False, "malloc": "mallopt"},
+    "fp32+cl+mallopt": {"precision": "fp32", "channels_last": True, "malloc": "mallopt"},
+    "bf16+compile": {"precision": "bf16", "channels_last": False, "malloc": "mallopt", "compile": True},
 }
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 SIZES = {"working": ((2.0, 2.0, 2.0), (80, 96, 80)), "larger": ((1.67, 1.67, 1.67), (96, 112, 96))}
@@ -129,6 +135,16 @@ def measure_generator_step(model: str, manifest: str, mode: dict, steps: int, wa
     return {"median_s": statistics.median(durations), "flops": flops}
 
 
+def _compile(model: torch.nn.Module, mode: dict, first_call) -> tuple[torch.nn.Module, float | None]:
+    """``torch.compile`` the model when the mode asks; returns it and the seconds of the first (compiling) call."""
+    if not mode.get("compile"):
+        return model, None
+    compiled = torch.compile(model)
+    started = time.perf_counter()
+    first_call(compiled)
+    return compiled, time.perf_counter() - started
+
+
 def measure_segmenter_step(patch: tuple[int, int, int], mode: dict, steps: int, warmup: int) -> dict:
     from monai.losses import DiceCELoss
 
@@ -144,15 +160,18 @@ def measure_segmenter_step(patch: tuple[int, int, int], mode: dict, steps: int, 
     images = torch.randn(2, 2, *patch).contiguous(memory_format=memory_format)
     targets = (torch.rand(2, 3, *patch) > 0.8).float()
 
-    def step():
+    def step(network=model):
         with _autocast(mode["precision"]):
-            logits = model(images)
+            logits = network(images)
         loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return {"median_s": _median_seconds(step, steps, warmup), "flops": _flops(step)}
+    flops = _flops(step)  # counted eagerly: the flop counter does not see into compiled graphs
+    network, compile_s = _compile(model, mode, step)
+    median = _median_seconds(lambda: step(network), steps, warmup)
+    return {"median_s": median, "flops": flops, "compile_s": compile_s}
 
 
 def measure_generation(spacing_mm: float, mode: dict, repeats: int, warmup: int) -> dict:
@@ -173,14 +192,21 @@ def measure_generation(spacing_mm: float, mode: dict, repeats: int, warmup: int)
     z = torch.randn(1, shipped.network.z_dim)
 
     @torch.no_grad()
-    def generate():
+    def generate(network=model):
         with _autocast(mode["precision"]):
-            return model(seg, z).float()
+            return network(seg, z).float()
 
-    return {"median_s": _median_seconds(generate, repeats, warmup), "flops": _flops(generate), "grid": list(grid)}
+    flops = _flops(generate)
+    network, compile_s = _compile(model, mode, generate)
+    median = _median_seconds(lambda: generate(network), repeats, warmup)
+    return {"median_s": median, "flops": flops, "grid": list(grid), "compile_s": compile_s}
 
 
 def child(spec: dict) -> dict:
+    if MODES[spec["mode"]].get("malloc") == "mallopt":
+        from medsynth.runtime import tune_allocator
+
+        assert tune_allocator(), "mallopt had no effect"
     torch.manual_seed(0)
     burn_in = time.perf_counter()
     while time.perf_counter() - burn_in < spec["burn_in_s"]:  # fresh processes run slow at first
@@ -198,7 +224,9 @@ def child(spec: dict) -> dict:
 
 def run_child(spec: dict) -> dict:
     env = dict(os.environ)
-    if MODES[spec["mode"]].get("malloc"):
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    if MODES[spec["mode"]].get("malloc") == "env":
         env.update(MALLOC_ENV)
     done = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True, text=True, check=False
@@ -212,6 +240,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", type=Path, help="write all measurements as JSON here")
     parser.add_argument("--quick", action="store_true", help="few steps, working size only, two modes")
+    parser.add_argument("--only", help="comma-separated workloads: gan, vae, segmenter, generate")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -228,20 +257,23 @@ def main() -> int:
         manifests = {s: str(prepare_sample(*SIZES[s], Path(tmp) / s)) for s in sizes}
         workloads = []  # (name, size, spec, modes)
         for size in sizes:
-            for model in ("gan", "vae"):
-                # bf16 autocast ran this step 16x slower on CPU: measured at the working size only, 2 steps
-                modes = ["fp32", "fp32+cl", "fp32+cl+malloc"] + (["bf16"] if size == "working" else [])
+            for model in ("gan", "vae"):  # the trainer has no torch.compile path
+                modes = ["fp32", "fp32+cl", "fp32+cl+malloc", "bf16", "bf16+mallopt"]
                 workloads.append((f"{model} step", size, {"workload": model, "manifest": manifests[size]}, modes))
             spec = {"workload": "segmenter", "patch": SEGMENTER_SIZES[size]}
-            workloads.append(("segmenter step", size, spec, list(MODES)))
+            modes = ["fp32", "fp32+cl", "bf16", "fp32+cl+malloc", "fp32+cl+mallopt", "bf16+compile"]
+            workloads.append(("segmenter step", size, spec, modes))
         for spacing in [2.0] if args.quick else [2.0, 1.0]:
             spec = {"workload": "generate", "spacing_mm": spacing}
-            workloads.append(("generate 1 case", f"{spacing:g} mm", spec, list(MODES)))
+            modes = ["fp32", "fp32+cl", "fp32+cl+malloc", "bf16", "bf16+mallopt", "bf16+compile"]
+            workloads.append(("generate 1 case", f"{spacing:g} mm", spec, modes))
+        if args.only:
+            keep = set(args.only.split(","))
+            workloads = [w for w in workloads if w[2]["workload"] in keep]
         for name, size, spec, modes in workloads:
             baseline = None
-            for mode in ["fp32", "fp32+cl"] if args.quick else modes:
-                slow = mode.startswith("bf16") and spec["workload"] in ("gan", "vae")
-                counts = {"steps": 2, "warmup": 1} if slow else {"steps": steps, "warmup": warmup}
+            for mode in ["fp32", "bf16+mallopt"] if args.quick else modes:
+                counts = {"steps": steps, "warmup": warmup}
                 result = run_child({**spec, "mode": mode, **counts, "burn_in_s": burn_in})
                 baseline = baseline or result["median_s"]
                 gflops = result["flops"] / result["median_s"] / 1e9
@@ -252,7 +284,8 @@ def main() -> int:
                 print(
                     f"{name:16s} {size:8s} {mode:15s} {result['median_s']:8.3f} s  x{row['speedup_vs_fp32']:.2f}  "
                     f"{gflops:7.1f} GFLOP/s ({100 * row['fraction_of_peak']:.0f}% of {peak:.0f})  "
-                    f"{result['max_rss_mb']:7.0f} MB",
+                    f"{result['max_rss_mb']:7.0f} MB"
+                    + (f"  (compile {result['compile_s']:.1f} s)" if result.get("compile_s") else ""),
                     flush=True,
                 )
     if args.output:

@@ -324,12 +324,14 @@ def generate_cohort(
     progress: bool = True,
     k_anonymity: int | None = None,
     quasi_identifiers=None,
+    precision: str = "auto",
 ) -> CohortStatus:
     """Generate (this shard of) a cohort into ``output``; see the module docstring.
 
     ``k_anonymity``: fill groups of descriptive attributes (``quasi_identifiers``, a
     :class:`medsynth.audit.anonymity.QuasiIdentifiers`; default bins when None) to at least
     this many cases. With ``labels`` it needs ``label_sources`` to draw the added label maps from.
+    ``precision`` is the generator's (``auto``: bf16 where the hardware runs it natively; recorded in the plan).
     """
     from tqdm import tqdm
 
@@ -349,7 +351,7 @@ def generate_cohort(
                 "tumor sources with --from PREPARED_MANIFEST (e.g. the manifest the label maps were made from)"
             )
     checkpoint, output = Path(checkpoint), Path(output)
-    generator = medsynth.load_generator(checkpoint)
+    generator = medsynth.load_generator(checkpoint, precision=precision)
     training_manifest = generator.training.get("manifest")
     sources = [Path(p) for p in (label_sources or ([training_manifest] if training_manifest else []))]
     if labels is None and not (sources and all(p.is_file() for p in sources)):
@@ -368,6 +370,7 @@ def generate_cohort(
             "modalities": generator.modalities,
             "spacing_mm": list(generator.spacing_mm),
             "training": generator.training,
+            "precision": generator.precision,
         },
         "n": source.total,
         "seed": seed,

@@ -146,6 +146,20 @@ def test_synthesize_api(tiny_generator, prepared_phantoms, tmp_path):
         gen.synthesize(np.zeros((10, 10, 10), np.int64))
 
 
+def test_synthesize_precision(tiny_generator, prepared_phantoms):
+    label_path = next(prepared_phantoms.parent.rglob("*_label_map.nii.gz"))
+    fp32 = medsynth.load_generator(tiny_generator, precision="fp32")
+    bf16 = medsynth.load_generator(tiny_generator, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert medsynth.load_generator(tiny_generator).precision in ("fp32", "bf16")  # auto: what the hardware runs
+    a, b = fp32.synthesize(label_path, seed=1).images, bf16.synthesize(label_path, seed=1).images
+    assert a.dtype == b.dtype == np.float32
+    assert not np.array_equal(a, b)  # bf16 really ran
+    assert np.abs(a - b).max() < 0.1 * (np.abs(a).max() + 1e-6)
+    with pytest.raises(MedsynthError, match="precision must be"):
+        medsynth.load_generator(tiny_generator, precision="fp16")
+
+
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path):
     """DDP on CPU with the gloo backend: 2 processes train the tiny GAN and write one generator."""
