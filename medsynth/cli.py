@@ -132,6 +132,7 @@ def _generate(args: argparse.Namespace) -> int:
         audit_against=args.audit_against,
         allow_flagged=args.allow_flagged,
         k_anonymity=args.k_anonymity,
+        precision=args.precision,
     )
     print(
         f"{args.output}: wrote {status.written}, skipped {status.skipped} finished; {status.present}/{status.total} "
@@ -343,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--allow-flagged", action="store_true", help="publish flagged cases anyway (recorded)")
     gen.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="generator arithmetic; auto = bf16 on CUDA and on CPUs with native bf16, else fp32 (recorded)",
+    )
+    gen.add_argument(
         "--k-anonymity",
         type=int,
         metavar="K",
@@ -418,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medsynth.runtime import tune_allocator
+
+    tune_allocator()  # before torch allocates anything: keep freed blocks in the heap (MEDSYNTH_MALLOC=default: off)
     parser = build_parser()
     # key=value overrides may come after options (argparse alone accepts them only before)
     args, extra = parser.parse_known_args(argv)
