@@ -180,7 +180,9 @@ def _audit(args: argparse.Namespace) -> int:
         features=args.features,
         feature_steps=args.feature_steps,
     )
-    print(f"{summary['memorization']['verdict']}; report: {args.output / 'report.md'}")
+    for check, verdict in summary["verdicts"].items():
+        print(f"{check:22s} {verdict['verdict']:14s} {verdict['basis']}")
+    print(f"report: {args.output / 'report.md'} (exit 1 when copies are found)")
     return 1 if summary["memorization"]["flagged"] else 0
 
 

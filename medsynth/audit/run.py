@@ -1,21 +1,24 @@
-"""``medsynth audit``: fidelity, diversity and memorization of a synthetic cohort.
+"""``medsynth audit``: fidelity, diversity, memorization and k-anonymity of a synthetic cohort.
 
     $ medsynth audit --real runs/demo/prepared/brats2013/manifest.json --synthetic runs/demo/cohort_vae -o audit
 
 Real subjects of ``--train-split`` are the generator's training data; the other splits are
 held-out subjects and give every figure its real-vs-real baseline. Writes ``report.md``,
-``report.json`` and ``report.png``.
+``report.json`` and ``report.png``, each check with a verdict (:func:`verdicts`): PASS, WARN,
+FAIL, NOT RUN or INFO. The verdicts are guides with stated rules, not proofs.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from medsynth.audit.anonymity import cohort_anonymity
 from medsynth.audit.features import (
     FeatureNetwork,
     feature_fidelity,
@@ -25,16 +28,42 @@ from medsynth.audit.features import (
 )
 from medsynth.audit.privacy import auc_with_ci, augment, calibrate_threshold, nearest, similarity
 from medsynth.data.manifest import load_manifest, manifest_cases
-from medsynth.data.scheme import CLASS_NAMES
+from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_path, load_nifti, write_json
+from medsynth.labels.generate import tumor_stats
 
 CLASSES = ("csf", "gm", "wm", "netc", "snfh", "et")
+SUBREGIONS = tuple(CLASS_NAMES[c] for c in TUMOR_CLASSES)
+GROUPS = ("training", "held_out", "synthetic")
+
+# Verdict rules (see `verdicts`); the floors keep a near-zero real-vs-real baseline from failing everything.
+INTENSITY_FLOOR = 0.1  # Wasserstein distance of z-scored intensities below which two classes look alike
+VOLUME_FLOOR_SHARE = 0.1  # tumor volume: Wasserstein floor as a share of the mean training volume
+FRACTION_FLOOR = 0.05  # sub-region fractions: Wasserstein floor
+FRECHET_RATIO_LIMIT = 1.5  # synthetic-vs-training Frechet distance, as a multiple of the held-out baseline
+SSIM_MARGIN = 0.05  # synthetic mean pairwise SSIM may exceed the real one by this much
+MEMBERSHIP_AUC_WARN = 0.8  # with fewer than MEMBERSHIP_MIN_SUBJECTS per group, an AUC this high is a warning sign
+MEMBERSHIP_MIN_SUBJECTS = 10
 
 
-def _load(case) -> tuple[np.ndarray, np.ndarray]:
+def _load(case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (C, X, Y, Z), label map and affine of one manifest case."""
     images = np.stack([load_nifti(p)[0] for p in case.images])
-    return images, load_nifti(case.label, dtype=np.int64)[0]
+    label_map, affine, _ = load_nifti(case.label, dtype=np.int64)
+    return images, label_map, affine
+
+
+def _load_cases(cases) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict[str, Any]]]:
+    """(images, label map) of every case, and its tumor stats (volume, location, sub-region fractions)."""
+    pairs, stats = [], []
+    for case in cases:
+        images, label_map, affine = _load(case)
+        pairs.append((images, label_map))
+        # as in medsynth.audit.anonymity.case_attributes: the brain is every labelled voxel
+        spacing_mm = np.sqrt((affine[:3, :3] ** 2).sum(0))
+        stats.append({"case_id": case.case_id, **tumor_stats(label_map, label_map > 0, affine, spacing_mm)})
+    return pairs, stats
 
 
 def _intensities(cases: list[tuple[np.ndarray, np.ndarray]], modalities: list[str]) -> dict[str, np.ndarray]:
@@ -82,12 +111,12 @@ def audit(
     ``feature_steps`` steps and saved as ``output/feature_network.pt``.
     """
     real = manifest_cases(load_manifest(real_manifest))
-    training = [_load(c) for c in real if c.split == train_split and c.images]
-    held_out = [_load(c) for c in real if c.split != train_split and c.images]
+    training, training_tumors = _load_cases([c for c in real if c.split == train_split and c.images])
+    held_out, held_out_tumors = _load_cases([c for c in real if c.split != train_split and c.images])
     held_out_ids = [c.case_id for c in real if c.split != train_split and c.images]
     training_ids = [c.case_id for c in real if c.split == train_split and c.images]
     synthetic_cases = manifest_cases(load_manifest(Path(cohort) / "manifest.json"))
-    synthetic = [_load(c) for c in synthetic_cases]
+    synthetic, synthetic_tumors = _load_cases(synthetic_cases)
     if not training or not synthetic:
         raise MedsynthError("the audit needs training subjects and synthetic cases")
     modalities = load_manifest(real_manifest)["medsynth"]["modalities"]
@@ -146,9 +175,12 @@ def audit(
         "memorization": memorization,
         "fidelity_wasserstein": fidelity,
         "fidelity_features": learned,
+        "fidelity_tumor": tumor_fidelity(training_tumors, held_out_tumors, synthetic_tumors),
         "diversity": diversity,
         "membership_inference": membership,
+        "k_anonymity": _k_anonymity(cohort),
     }
+    summary["verdicts"] = verdicts(summary)
     write_json(summary, output / "report.json")
     _write_markdown(output / "report.md", summary)
     _plot(output / "report.png", summary)
@@ -260,6 +292,189 @@ def _membership(generator_path, training, held_out, seed: int) -> dict[str, Any]
     return {"training_scores": positives, "held_out_scores": negatives, "auc": auc, "ci95": [low, high]}
 
 
+def _wasserstein_to_training(values: dict[str, np.ndarray]) -> dict[str, float | None]:
+    return {
+        f"{name}_vs_training": round(float(wasserstein_distance(values[name], values["training"])), 4)
+        if len(values[name]) and len(values["training"])
+        else None
+        for name in ("synthetic", "held_out")
+    }
+
+
+def tumor_fidelity(
+    training: list[dict[str, Any]], held_out: list[dict[str, Any]], synthetic: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Tumor volume, sub-region and location distributions of each group, with distances to training.
+
+    Each list holds per-case :func:`~medsynth.labels.generate.tumor_stats` (plus ``case_id``).
+    Tumor-free cases count as 0 ml and as location ``none``; sub-region fractions are over the
+    cases with a tumor. Held-out vs training is the real-vs-real baseline.
+    """
+    groups = dict(zip(GROUPS, (training, held_out, synthetic), strict=True))
+    volumes = {name: np.array([c["volume_ml"] for c in cases], dtype=float) for name, cases in groups.items()}
+    volume: dict[str, Any] = {
+        name: {
+            "cases": len(v),
+            "mean": round(float(v.mean()), 3),
+            "min": round(float(v.min()), 3),
+            "max": round(float(v.max()), 3),
+        }
+        if len(v)
+        else None
+        for name, v in volumes.items()
+    }
+    volume["wasserstein"] = _wasserstein_to_training(volumes)
+    fractions = {}
+    for subregion in SUBREGIONS:
+        values = {
+            name: np.array([c["fractions"][subregion] for c in cases if c["volume_ml"] > 0], dtype=float)
+            for name, cases in groups.items()
+        }
+        fractions[subregion] = {name: round(float(v.mean()), 4) if len(v) else None for name, v in values.items()}
+        fractions[subregion]["wasserstein"] = _wasserstein_to_training(values)
+    location = {
+        key: {name: dict(sorted(Counter(c[key] for c in cases).items())) for name, cases in groups.items()}
+        for key in ("hemisphere", "region")
+    }
+    return {"volume_ml": volume, "subregion_fractions": fractions, "location": location, "cases": groups}
+
+
+def _k_anonymity(cohort: str | Path, listed: int = 10) -> dict[str, Any]:
+    """k of the cohort's descriptive attributes and its smallest groups, or why it is not available."""
+    try:
+        result = cohort_anonymity(cohort)
+    except MedsynthError as error:
+        return {"available": False, "reason": str(error)}
+    smallest = [g for g in result["groups"] if g["count"] == result["k"]]
+    return {
+        "available": True,
+        "k": result["k"],
+        "cases": result["cases"],
+        "groups": len(result["groups"]),
+        "smallest_groups": smallest[:listed],
+        "smallest_groups_total": len(smallest),
+        "attributes": result["attributes"],
+    }
+
+
+def _within(distance: float | None, baseline: float | None, floor: float) -> bool | None:
+    """Is ``distance`` as small as the real-vs-real ``baseline`` (or ``floor``, whichever is larger)?"""
+    if distance is None:
+        return None
+    return distance <= max(baseline or 0.0, floor)
+
+
+def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """One verdict and its basis per check of an audit summary; the rules are in the report's Summary.
+
+    PASS / WARN / FAIL read as "nothing found" / "look here" / "copies found", measured against
+    the real-vs-real baseline where there is one. They are guides: a PASS is no proof of
+    fidelity or privacy, and with a handful of subjects a single subject moves every figure.
+    """
+    result = {}
+    m = s["memorization"]
+    result["memorization"] = {
+        "verdict": "FAIL" if m["flagged"] else "PASS",
+        "basis": f"{len(m['flagged'])}/{len(m['cases'])} synthetic cases reach the copy threshold NCC "
+        f"{m['threshold_ncc']:.3f} (highest {max((c['ncc'] for c in m['cases']), default=float('nan')):.3f})",
+    }
+
+    mi = s["membership_inference"]
+    if not mi:
+        result["membership_inference"] = {"verdict": "NOT RUN", "basis": "needs --generator and held-out subjects"}
+    else:
+        (low, high), subjects = mi["ci95"], min(len(mi["training_scores"]), len(mi["held_out_scores"]))
+        auc = f"AUC {mi['auc']:.2f} (95% CI {low:.2f}-{high:.2f}, {subjects} subjects in the smaller group)"
+        if low > 0.5:
+            result["membership_inference"] = {
+                "verdict": "WARN",
+                "basis": f"{auc}: training subjects are reproduced better than held-out ones",
+            }
+        elif mi["auc"] >= MEMBERSHIP_AUC_WARN and subjects < MEMBERSHIP_MIN_SUBJECTS:
+            result["membership_inference"] = {
+                "verdict": "WARN",
+                "basis": f"{auc}: a warning sign; too few subjects for the interval to mean anything",
+            }
+        else:
+            result["membership_inference"] = {"verdict": "PASS", "basis": f"{auc}: no detectable membership signal"}
+
+    fidelity = s["fidelity_wasserstein"]
+    close = {
+        k: _within(v["synthetic_vs_training"], v["held_out_vs_training"], INTENSITY_FLOOR) for k, v in fidelity.items()
+    }
+    furthest = max(fidelity, key=lambda k: fidelity[k]["synthetic_vs_training"], default=None)
+    basis = f"{sum(close.values())}/{len(close)} modality/classes within max(held-out baseline, {INTENSITY_FLOOR})"
+    if furthest is not None:
+        baseline = fidelity[furthest]["held_out_vs_training"]
+        basis += (
+            f"; furthest {furthest}: {fidelity[furthest]['synthetic_vs_training']:.3f} "
+            f"(baseline {'-' if baseline is None else format(baseline, '.3f')})"
+        )
+    result["intensity_fidelity"] = {
+        "verdict": f"{'PASS' if close and all(close.values()) else 'WARN'} {sum(close.values())}/{len(close)}",
+        "basis": basis,
+    }
+
+    fid = s["fidelity_features"]["frechet"]
+    if "held_out_vs_training" not in fid:
+        result["feature_fidelity"] = {"verdict": "NOT RUN", "basis": "no held-out subjects for a baseline"}
+    else:
+        ratio = fid["synthetic_vs_training"] / max(fid["held_out_vs_training"], 1e-12)
+        result["feature_fidelity"] = {
+            "verdict": "PASS" if ratio <= FRECHET_RATIO_LIMIT else "WARN",
+            "basis": f"Frechet distance synthetic vs training {fid['synthetic_vs_training']:.3f} = {ratio:.2f}x "
+            f"the held-out baseline {fid['held_out_vs_training']:.3f} (PASS up to {FRECHET_RATIO_LIMIT}x)",
+        }
+
+    tumor = s["fidelity_tumor"]
+    volume = tumor["volume_ml"]
+    volume_floor = VOLUME_FLOOR_SHARE * volume["training"]["mean"]
+    quantities = {
+        "volume": _within(
+            volume["wasserstein"]["synthetic_vs_training"], volume["wasserstein"]["held_out_vs_training"], volume_floor
+        ),
+        **{
+            f"{sub} fraction": _within(
+                v["wasserstein"]["synthetic_vs_training"], v["wasserstein"]["held_out_vs_training"], FRACTION_FLOOR
+            )
+            for sub, v in tumor["subregion_fractions"].items()
+        },
+    }
+    measured = {k: v for k, v in quantities.items() if v is not None}
+    off = [k for k, v in measured.items() if not v]
+    result["tumor_fidelity"] = {
+        "verdict": f"{'WARN' if off or not measured else 'PASS'} {len(measured) - len(off)}/{len(measured)}",
+        "basis": f"whole-tumor volume and sub-region fractions within max(held-out baseline, floor) "
+        f"(floors {volume_floor:.1f} ml, {FRACTION_FLOOR})" + (f"; off: {', '.join(off)}" if off else ""),
+    }
+
+    d = s["diversity"]
+    if d["synthetic_mean_ssim"] is None or d["real_mean_ssim"] is None:
+        result["diversity"] = {"verdict": "NOT RUN", "basis": "fewer than two synthetic or real volumes"}
+    else:
+        diverse = d["synthetic_mean_ssim"] <= d["real_mean_ssim"] + SSIM_MARGIN
+        result["diversity"] = {
+            "verdict": "PASS" if diverse else "WARN",
+            "basis": f"mean pairwise SSIM synthetic {d['synthetic_mean_ssim']:.3f} vs real {d['real_mean_ssim']:.3f}"
+            + ("" if diverse else ": less diverse than real patients"),
+        }
+
+    k = s["k_anonymity"]
+    if k["available"]:
+        result["k_anonymity"] = {
+            "verdict": f"INFO (k = {k['k']})",
+            "basis": f"smallest group of cases sharing all descriptive attributes: {k['k']} of {k['cases']} cases, "
+            f"{k['groups']} groups",
+        }
+    else:
+        result["k_anonymity"] = {"verdict": "NOT AVAILABLE", "basis": k["reason"]}
+    return result
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _write_markdown(path: Path, s: dict[str, Any]) -> None:
     m = s["memorization"]
     lines = [
@@ -268,13 +483,14 @@ def _write_markdown(path: Path, s: dict[str, Any]) -> None:
         f"Cohort `{s['cohort']}` against real `{s['real_manifest']}` (training subjects: "
         f"{', '.join(s['training_subjects'])}; held out: {', '.join(s['held_out_subjects']) or 'none'}).",
         "",
+        *_summary_lines(s["verdicts"]),
         "## Memorization (copy check)",
         "",
         f"**{m['verdict']}.** A case is flagged when its NCC to a training scan (or its mirror) reaches "
         f"{m['threshold_ncc']:.3f}, the 5th percentile of augmented copies of the training scans "
         f"({min(m['augmented_copy_ncc']):.3f}-{max(m['augmented_copy_ncc']):.3f}). Held-out real subjects reach "
         + (", ".join(f"{v:.3f}" for v in m["held_out_nearest_ncc"]) or "-")
-        + f" (false-positive rate {m['held_out_flag_rate']}).",
+        + f" (false-positive rate {_number(m['held_out_flag_rate'], 2)}).",
         "",
         "| case | nearest training | NCC | feature distance | flagged |",
         "| --- | --- | --- | --- | --- |",
@@ -330,15 +546,141 @@ def _write_markdown(path: Path, s: dict[str, Any]) -> None:
         "A synthetic distance near the held-out baseline means the class looks as real as another patient's.",
         "",
         *_feature_lines(s["fidelity_features"]),
+        *_tumor_lines(s["fidelity_tumor"]),
         "## Diversity: mean SSIM between pairs (lower = more diverse)",
         "",
-        f"Synthetic {s['diversity']['synthetic_mean_ssim']}, real {s['diversity']['real_mean_ssim']}.",
+        f"Synthetic {_number(s['diversity']['synthetic_mean_ssim'])}, real {_number(s['diversity']['real_mean_ssim'])} "
+        "(mean SSIM over every pair of volumes and modality; '-': fewer than two volumes). Synthetic cases much more "
+        "alike than real patients point to mode collapse; it says nothing about whether each case is realistic.",
         "",
-        "![NCC to the nearest training scan](report.png)",
+        *_k_anonymity_lines(s["k_anonymity"]),
+        "![Left: NCC to the nearest training scan. Right: whole-tumor volume per case](report.png)",
         "",
     ]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
+
+
+def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
+    names = {
+        "memorization": "Memorization (copy check)",
+        "membership_inference": "Membership inference",
+        "intensity_fidelity": "Fidelity: intensities per class",
+        "feature_fidelity": "Fidelity: learned features",
+        "tumor_fidelity": "Fidelity: tumor volume and sub-regions",
+        "diversity": "Diversity",
+        "k_anonymity": "k-anonymity",
+    }
+    return [
+        "## Summary",
+        "",
+        "| check | verdict | basis |",
+        "| --- | --- | --- |",
+        *(f"| {names.get(key, key)} | **{row['verdict']}** | {row['basis']} |" for key, row in v.items()),
+        "",
+        "Verdicts are guides with fixed rules, not proofs: PASS means this check found nothing against the cohort, "
+        "WARN means look at that section, FAIL means copies of training scans were found. With a handful of "
+        "subjects one subject moves every figure. The rules:",
+        "",
+        "- memorization: FAIL when any synthetic case reaches the copy threshold, else PASS;",
+        "- membership inference: WARN when the AUC's 95% CI lies above 0.5, or when the AUC is "
+        f">= {MEMBERSHIP_AUC_WARN} with fewer than {MEMBERSHIP_MIN_SUBJECTS} subjects per group (a warning sign, "
+        "not a measurement); PASS otherwise; NOT RUN without --generator or held-out subjects;",
+        "- intensities: a modality/class is as close as another patient when its synthetic-vs-training Wasserstein "
+        f"distance is <= max(held-out baseline, {INTENSITY_FLOOR}); PASS n/N when all N are, else WARN n/N;",
+        f"- learned features: PASS when the synthetic-vs-training Frechet distance is <= {FRECHET_RATIO_LIMIT}x the "
+        "held-out baseline, else WARN;",
+        "- tumor: whole-tumor volume and each sub-region fraction, same rule as intensities with floors "
+        f"{VOLUME_FLOOR_SHARE:.0%} of the mean training volume and {FRACTION_FLOOR}; location is listed, not judged;",
+        f"- diversity: PASS when the synthetic mean pairwise SSIM is <= the real one + {SSIM_MARGIN}, else WARN "
+        "(less diverse than real patients);",
+        "- k-anonymity: INFO, the value of k.",
+        "",
+    ]
+
+
+def _tumor_lines(t: dict[str, Any]) -> list[str]:
+    volume, fractions, location = t["volume_ml"], t["subregion_fractions"], t["location"]
+    labels = {"training": "training", "held_out": "held-out (baseline)", "synthetic": "synthetic"}
+    lines = [
+        "## Fidelity: tumor volume, sub-regions and location",
+        "",
+        "Per case, from its label map: whole-tumor volume (netc + snfh + et), the share of each sub-region in the "
+        "tumor, and the hemisphere and region of the tumor's centre of mass. Wasserstein distances are to the "
+        "training subjects; held-out vs training is the real-vs-real baseline.",
+        "",
+        "| group | cases | whole-tumor volume, mean (min-max) ml | Wasserstein to training (ml) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in GROUPS:
+        row = volume[name]
+        distance = volume["wasserstein"].get(f"{name}_vs_training")
+        if row is None:
+            lines.append(f"| {labels[name]} | 0 | - | - |")
+            continue
+        lines.append(
+            f"| {labels[name]} | {row['cases']} | {row['mean']:.1f} ({row['min']:.1f}-{row['max']:.1f}) | "
+            f"{_number(distance, 2)} |"
+        )
+    lines += [
+        "",
+        "| sub-region (mean share of the tumor) | training | held-out | synthetic | synthetic vs training | "
+        "held-out vs training (baseline) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {sub} | {_number(v['training'])} | {_number(v['held_out'])} | {_number(v['synthetic'])} | "
+            f"{_number(v['wasserstein']['synthetic_vs_training'])} | "
+            f"{_number(v['wasserstein']['held_out_vs_training'])} |"
+            for sub, v in fractions.items()
+        ),
+        "",
+        "| location (cases) | training | held-out | synthetic |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, counts in location.items():
+        values = sorted({value for group in counts.values() for value in group})
+        lines += [
+            f"| {key}: {value} | " + " | ".join(str(counts[name].get(value, 0)) for name in GROUPS) + " |"
+            for value in values
+        ]
+    return [
+        *lines,
+        "",
+        "What it shows: whether the cohort's tumors have the sizes, make-up and places of the training tumors. "
+        "What it does not: it reads the label maps, the cohort's inputs (sampled or given), so it judges that stage, "
+        "not the image generator; whether the images show those tumors convincingly is for the intensity and "
+        "feature checks. Location counts of a few cases are listed for reading, not tested.",
+        "",
+    ]
+
+
+def _k_anonymity_lines(k: dict[str, Any]) -> list[str]:
+    lines = ["## k-anonymity of the cohort's descriptive attributes", ""]
+    if not k["available"]:
+        return [*lines, f"Not available: {k['reason']}.", ""]
+    listed, total = len(k["smallest_groups"]), k["smallest_groups_total"]
+    lines += [
+        f"**k = {k['k']}** over {k['cases']} cases in {k['groups']} groups: k is the size of the smallest group of "
+        "cases sharing the same descriptive attributes, so every case's attributes are shared by at least k cases"
+        + (" (k = 1: some case is unique in them)" if k["k"] == 1 else "")
+        + ". `medsynth generate --k-anonymity K` fills under-filled groups with newly sampled cases. Attributes:",
+        "",
+        *(f"- `{name}`: {meaning}" for name, meaning in k["attributes"].items()),
+        "",
+        f"Smallest groups ({total} of size {k['k']}" + (f", first {listed} listed" if listed < total else "") + "):",
+        "",
+        "| attributes | cases |",
+        "| --- | --- |",
+        *(
+            f"| {', '.join(f'{a}={v}' for a, v in g['attributes'].items())} | {', '.join(g['case_ids'])} |"
+            for g in k["smallest_groups"]
+        ),
+        "",
+        "What it proves: knowing all these attributes of a case narrows the cohort down to no fewer than k cases. "
+        "What it does not: anything about the images (see memorization) or about attributes not listed.",
+        "",
+    ]
+    return lines
 
 
 def _feature_lines(f: dict[str, Any]) -> list[str]:
@@ -378,7 +720,7 @@ def _plot(path: Path, s: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     m = s["memorization"]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, (ax, tumor_ax) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [3, 2]})
     ax.hist([c["ncc"] for c in m["cases"]], bins=20, range=(-0.2, 1), alpha=0.7, label="synthetic -> nearest training")
     ax.hist(m["augmented_copy_ncc"], bins=20, range=(-0.2, 1), alpha=0.7, label="augmented copies of training")
     for value in m["held_out_nearest_ncc"]:
@@ -386,6 +728,14 @@ def _plot(path: Path, s: dict[str, Any]) -> None:
     ax.axvline(m["threshold_ncc"], color="k", label="copy threshold")
     ax.set(xlabel="NCC (green: held-out real subjects)", ylabel="count")
     ax.legend(fontsize=7)
+    # one dot per case: with a handful of subjects a histogram would hide more than it shows;
+    # colours as on the left (training orange, held-out green, synthetic blue)
+    jitter = np.random.default_rng(0)
+    for row, (name, color) in enumerate(zip(GROUPS, ("tab:orange", "tab:green", "tab:blue"), strict=True)):
+        volumes = [c["volume_ml"] for c in s["fidelity_tumor"]["cases"][name]]
+        tumor_ax.scatter(volumes, row + jitter.uniform(-0.15, 0.15, len(volumes)), s=14, alpha=0.7, color=color)
+    tumor_ax.set(yticks=range(len(GROUPS)), yticklabels=["training", "held-out", "synthetic"], ylim=(-0.5, 2.5))
+    tumor_ax.set(xlabel="whole-tumor volume (ml)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
