@@ -19,4 +19,6 @@ for m in ("t1c", "flair"):
     data = (data + rng.normal(0, 0.1, data.shape) * (data != 0)).astype(np.float32)
     nib.save(nib.Nifti1Image(data, image.affine), dst.format(m))
 PY
-$BIN/medsynth audit --real $REAL --synthetic runs/demo/cohort_vae_planted -o reports/audit/planted
+# the same feature network as the clean run, so the two reports' feature figures compare directly
+$BIN/medsynth audit --real $REAL --synthetic runs/demo/cohort_vae_planted -o reports/audit/planted \
+  --features reports/audit/clean/feature_network.pt

@@ -551,7 +551,9 @@ def _write_markdown(path: Path, s: dict[str, Any]) -> None:
         "",
         f"Synthetic {_number(s['diversity']['synthetic_mean_ssim'])}, real {_number(s['diversity']['real_mean_ssim'])} "
         "(mean SSIM over every pair of volumes and modality; '-': fewer than two volumes). Synthetic cases much more "
-        "alike than real patients point to mode collapse; it says nothing about whether each case is realistic.",
+        "alike than real patients point to mode collapse; it says nothing about whether each case is realistic. "
+        "Pairs here have different label maps, so most of their difference comes from the label maps; how much a "
+        "generator varies for one label map (its latent) is measured by scripts/report_generators.py.",
         "",
         *_k_anonymity_lines(s["k_anonymity"]),
         "![Left: NCC to the nearest training scan. Right: whole-tumor volume per case](report.png)",
