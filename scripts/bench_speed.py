@@ -241,13 +241,15 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, help="write all measurements as JSON here")
     parser.add_argument("--quick", action="store_true", help="few steps, working size only, two modes")
     parser.add_argument("--only", help="comma-separated workloads: gan, vae, segmenter, generate")
+    parser.add_argument("--modes", help="comma-separated modes, the first is the baseline of the ratios")
+    parser.add_argument("--sizes", help="comma-separated sizes: working, larger")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
-    sizes = ["working"] if args.quick else list(SIZES)
+    sizes = args.sizes.split(",") if args.sizes else ["working"] if args.quick else list(SIZES)
     steps, warmup, burn_in = (3, 1, 2.0) if args.quick else (6, 2, 5.0)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     threads = torch.get_num_threads()
@@ -272,6 +274,8 @@ def main() -> int:
             workloads = [w for w in workloads if w[2]["workload"] in keep]
         for name, size, spec, modes in workloads:
             baseline = None
+            if args.modes:
+                modes = [m for m in args.modes.split(",") if m in MODES]
             for mode in ["fp32", "bf16+mallopt"] if args.quick else modes:
                 counts = {"steps": steps, "warmup": warmup}
                 result = run_child({**spec, "mode": mode, **counts, "burn_in_s": burn_in})

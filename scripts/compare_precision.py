@@ -54,7 +54,7 @@ def main() -> None:
                 cells.append(f"{log[key][window].mean():.4f}")
         lines.append(f"| {checkpoint} | " + " | ".join(cells) + " |")
 
-    generators = [medsynth.load_generator(run / "generator.pt", device="cpu") for run in args.runs]
+    generators = [medsynth.load_generator(run / "generator.pt", device="cpu", precision="fp32") for run in args.runs]
     manifest = generators[0].training["manifest"]
     pooled = {name: {} for name in ["real", *names]}
     for case in manifest_cases(load_manifest(manifest), splits=(args.split,)):
