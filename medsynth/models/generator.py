@@ -60,7 +60,7 @@ class Generator:
         if precision not in ("auto", "fp32", "bf16"):
             raise MedsynthError(f"precision must be auto, fp32 or bf16, not {precision!r}")
         # auto = bf16 autocast on CUDA and on CPUs with native bf16 (several times faster per case; class means
-        # within 0.012 brain SD of fp32: reports/performance_generation.md); fp32 elsewhere (bf16 emulated, slow).
+        # within 0.013 brain SD of fp32: reports/performance_generation.md); fp32 elsewhere (bf16 emulated, slow).
         self.autocast = autocast_dtype(precision, self.device, torch.bfloat16 if cpu_has_bf16() else None)
         self.precision = "fp32" if self.autocast is None else "bf16"
         self.model = build_generator(self.kind, self.network, len(self.modalities), NUM_CLASSES, self.grid)

@@ -97,6 +97,22 @@ def test_other_adversarial_losses_train(prepared_phantoms, tmp_path, adversarial
         assert "gradient_penalty" in rows[0]
 
 
+def test_mode_seeking_loss_hand_built():
+    from medsynth.models.losses import mode_seeking_loss
+
+    z1, z2 = torch.zeros(1, 4), torch.ones(1, 4)  # mean |z1 - z2| = 1
+    image = torch.zeros(1, 2, 4, 4, 4)
+    assert float(mode_seeking_loss(image, image, z1, z2)) == pytest.approx(1e5)  # same image: maximal penalty
+    assert float(mode_seeking_loss(image, image + 2, z1, z2)) == pytest.approx(0.5, rel=1e-4)
+    assert mode_seeking_loss(image, image + 4, z1, z2) < mode_seeking_loss(image, image + 2, z1, z2)
+
+
+def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path):
+    train(tiny(prepared_phantoms, steps=2, loss={"diversity_weight": 1.0}), tmp_path / "ms", progress=False)
+    rows = _rows(tmp_path / "ms" / "log.csv")
+    assert len(rows) == 2 and all(np.isfinite(float(r["mode_seeking"])) for r in rows)
+
+
 def test_checkpoint_is_weights_only_and_complete(prepared_phantoms, tmp_path):
     train(tiny(prepared_phantoms, steps=2), tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
