@@ -96,6 +96,9 @@ class TrainConfig:
             raise ValueError("manifest: set the prepared manifest to train on (manifest=PATH)")
         if self.loss.adversarial == "wgan-gp" and self.loss.gradient_penalty_weight <= 0:
             raise ValueError("wgan-gp needs gradient_penalty_weight > 0")
+        if self.model == "vae" and self.loss.diversity_weight > 0:
+            # tried on prior draws: with nothing but the term judging them they diverged (PSNR ~0 dB)
+            raise ValueError("loss.diversity_weight is for the GAN (reports/generators.md); the VAE has no such term")
         if self.privacy.enabled:
             self._check_privacy()
 

@@ -108,7 +108,10 @@ def test_mode_seeking_loss_hand_built():
 
 
 def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path):
-    train(tiny(prepared_phantoms, steps=2, loss={"diversity_weight": 1.0}), tmp_path / "ms", progress=False)
+    with pytest.raises(MedsynthError, match="diversity_weight is for the GAN"):
+        tiny(prepared_phantoms, model="vae", loss={"diversity_weight": 1.0})
+    config = tiny(prepared_phantoms, steps=2, loss={"diversity_weight": 1.0})
+    train(config, tmp_path / "ms", progress=False)
     rows = _rows(tmp_path / "ms" / "log.csv")
     assert len(rows) == 2 and all(np.isfinite(float(r["mode_seeking"])) for r in rows)
 
@@ -177,8 +180,11 @@ def test_synthesize_precision(tiny_generator, prepared_phantoms):
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path):
-    """DDP on CPU with the gloo backend: 2 processes train the tiny GAN and write one generator."""
+@pytest.mark.parametrize(
+    ("model", "overrides", "port"), [("gan", ["loss.diversity_weight=0.3"], 29517), ("vae", [], 29518)]
+)
+def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path, model, overrides, port):
+    """DDP on CPU, gloo backend: 2 processes train a tiny GAN (mode-seeking term on) or VAE into one generator."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
@@ -187,16 +193,17 @@ def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29517",
+        str(port),
         "-m",
         "medsynth.cli",
         "train",
         "--config",
-        str(REPO / "configs" / "gan_tiny.yaml"),
+        str(REPO / "configs" / f"{model}_tiny.yaml"),
         "-o",
         str(tmp_path / "ddp"),
         f"manifest={prepared_phantoms}",
         "steps=2",
+        *overrides,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
