@@ -37,6 +37,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from medsynth.data.scheme import CLASS_NAMES, ET, TUMOR_CLASSES
@@ -130,6 +131,11 @@ def _metadata_value(provenance: Mapping[str, Any] | None, dotted: str) -> str:
     return str(node)
 
 
+def case_tumor_stats(label_map: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
+    """:func:`~medsynth.labels.generate.tumor_stats` of a case's label map; the brain is every labelled voxel."""
+    return tumor_stats(label_map, label_map > 0, affine, nib.affines.voxel_sizes(np.asarray(affine)))
+
+
 def case_attributes(
     label_map: np.ndarray,
     affine: np.ndarray,
@@ -138,8 +144,7 @@ def case_attributes(
 ) -> dict[str, str]:
     """The descriptive attributes of one case (see the module docstring), in a fixed order."""
     qi = quasi_identifiers or QuasiIdentifiers()
-    spacing_mm = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
-    stats = tumor_stats(label_map, label_map > 0, affine, spacing_mm)
+    stats = case_tumor_stats(label_map, affine)
     has_tumor = bool(np.isin(label_map, TUMOR_CLASSES).any())
     attributes = {}
     if qi.volume_bins_ml:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from medsynth.audit.anonymity import cohort_anonymity
+from medsynth.audit.anonymity import case_tumor_stats, cohort_anonymity
 from medsynth.audit.features import (
     FeatureNetwork,
     feature_fidelity,
@@ -31,7 +31,6 @@ from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_path, load_nifti, write_json
-from medsynth.labels.generate import tumor_stats
 
 CLASSES = ("csf", "gm", "wm", "netc", "snfh", "et")
 SUBREGIONS = tuple(CLASS_NAMES[c] for c in TUMOR_CLASSES)
@@ -60,9 +59,7 @@ def _load_cases(cases) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict[s
     for case in cases:
         images, label_map, affine = _load(case)
         pairs.append((images, label_map))
-        # as in medsynth.audit.anonymity.case_attributes: the brain is every labelled voxel
-        spacing_mm = np.sqrt((affine[:3, :3] ** 2).sum(0))
-        stats.append({"case_id": case.case_id, **tumor_stats(label_map, label_map > 0, affine, spacing_mm)})
+        stats.append({"case_id": case.case_id, **case_tumor_stats(label_map, affine)})
     return pairs, stats
 
 
