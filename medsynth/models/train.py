@@ -33,6 +33,7 @@ from medsynth.models import checkpoint
 from medsynth.models.config import TrainConfig
 from medsynth.models.data import TrainingSet, draw_batch, load_training_set, one_hot
 from medsynth.models.losses import (
+    class_balanced_weights,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -194,7 +195,14 @@ def train(
     for step in bar:
         torch.manual_seed(step_seed(config.seed, rank, step))
         if dp is None:
-            images, label_maps = draw_batch(data, config.batch_size, config.flip_probability, torch.default_generator)
+            images, label_maps = draw_batch(
+                data,
+                config.batch_size,
+                config.flip_probability,
+                torch.default_generator,
+                config.augment.intensity_scale,
+                config.augment.intensity_shift,
+            )
             images = images.to(device).contiguous(memory_format=memory_format)
         else:
             # under DP the generator sees no real image, only conditioning label maps drawn
@@ -246,7 +254,10 @@ def train(
         with autocast():
             g_loss = 0.0
             if images is not None:
-                g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, brain)
+                weights = brain
+                if loss_cfg.class_balance:
+                    weights = class_balanced_weights(label_maps, loss_cfg.class_balance)
+                g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, weights)
                 losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
             if config.model == "gan" and loss_cfg.diversity_weight > 0:
                 seeking = mode_seeking_loss(fake, fake_other, noise[:batch], noise[batch:])

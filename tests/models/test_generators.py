@@ -72,9 +72,13 @@ def _rows(path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize("model", ["gan", "vae"])
-def test_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path, model):
-    config = tiny(prepared_phantoms, model=model)
+# the VAE case with the shipped VAE's class-balanced L1 and intensity augmentation (both seeded per step)
+VAE_SHIPPED = {"loss": {"class_balance": 0.5}, "augment": {"intensity_scale": 0.2, "intensity_shift": 0.2}}
+
+
+@pytest.mark.parametrize(("model", "overrides"), [("gan", {}), ("vae", VAE_SHIPPED)])
+def test_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path, model, overrides):
+    config = tiny(prepared_phantoms, model=model, **overrides)
     train(config, tmp_path / "full", progress=False)
     train(config, tmp_path / "split", progress=False, stop_at=2)
     assert not (tmp_path / "split" / "generator.pt").exists()
@@ -95,6 +99,54 @@ def test_other_adversarial_losses_train(prepared_phantoms, tmp_path, adversarial
     assert len(rows) == 2 and all(np.isfinite(float(r["d"])) for r in rows)
     if adversarial == "wgan-gp":
         assert "gradient_penalty" in rows[0]
+
+
+def test_class_balanced_weights_hand_built():
+    from medsynth.models.losses import class_balanced_weights
+
+    labels = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1, 6, 6]]).view(1, 10, 1, 1)  # 6 voxels of class 1, 2 of class 6
+    flat = class_balanced_weights(labels, 1.0).flatten()
+    assert flat[:2].tolist() == [0, 0]  # background
+    assert float(flat[2:].mean()) == pytest.approx(1.0)  # mean 1 in the brain
+    assert float(flat[2:8].sum()) == pytest.approx(float(flat[8:].sum()))  # exponent 1: equal weight per class
+    assert torch.equal(class_balanced_weights(labels, 0.0), (labels > 0).float().unsqueeze(1))
+    half = class_balanced_weights(labels, 0.5).flatten()
+    assert float(half[8] / half[2]) == pytest.approx(3**0.5)  # (6 / 2) ** 0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"loss": {"class_balance": -1}}, "class_balance"), ({"augment": {"intensity_scale": 1.5}}, "intensity_scale")],
+)
+def test_bad_loss_and_augment_settings_are_refused(prepared_phantoms, overrides, message):
+    with pytest.raises(MedsynthError, match=message):
+        tiny(prepared_phantoms, **overrides)
+
+
+def test_intensity_augmentation_is_seeded_and_stays_in_the_brain():
+    from medsynth.models.data import TrainingSet, draw_batch
+
+    label_maps = torch.zeros(1, 8, 8, 8, dtype=torch.int64)
+    label_maps[:, 2:6, 2:6, 2:6] = 3
+    images = torch.randn(1, 2, 8, 8, 8) * (label_maps > 0).unsqueeze(1)
+    data = TrainingSet(images, label_maps, ["t1c", "flair"], ["a"], np.eye(4), (1.0, 1.0, 1.0))
+
+    def draw(seed, **augment):
+        return draw_batch(data, 64, 0.0, torch.Generator().manual_seed(seed), **augment)[0]
+
+    plain = draw(0)
+    assert torch.equal(plain, images.expand_as(plain))
+    first, again = draw(0, intensity_scale=0.2, intensity_shift=0.3), draw(0, intensity_scale=0.2, intensity_shift=0.3)
+    assert torch.equal(first, again)
+    assert torch.all(first[:, :, 0] == 0)  # outside the brain stays 0
+    brain = label_maps[0] > 0
+    # per case and modality an affine map of the original: recover a and b from two voxels
+    x = images[0][:, brain]
+    y = first[:, :, brain]
+    scale = (y[..., 0] - y[..., 1]) / (x[:, 0] - x[:, 1])
+    shift = y[..., 0] - scale * x[:, 0]
+    assert torch.all((scale - 1).abs() <= 0.2 + 1e-5) and torch.all(shift.abs() <= 0.3 + 1e-5)
+    assert scale.std() > 0.05 and shift.std() > 0.05  # they vary between draws
 
 
 def test_mode_seeking_loss_hand_built():
