@@ -26,7 +26,7 @@ import numpy as np
 import medsynth
 from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.io import load_nifti
-from medsynth.models.evaluate import class_intensities, pairwise_ms_ssim, ssim_psnr
+from medsynth.models.evaluate import class_intensities, latent_usage, pairwise_ms_ssim, ssim_psnr
 from medsynth.viz import case_tiles, save_grid, tumor_center
 
 TOLERANCE_SD = 0.25  # |synthetic - real| mean of a class, in units of the brain's intensity SD (z-scores)
@@ -74,7 +74,7 @@ def main() -> None:
             for cls, values in by_class.items():
                 if cls in CLASSES:
                     pooled["train"][modality][cls].append(values)
-    rows, diversity, timing = [], {}, {name: [] for name in generators}
+    rows, diversity, latents, timing = [], {}, {}, {name: [] for name in generators}
     figures = args.output.parent / "generators"
     for case in cases:
         real = np.stack([load_nifti(p)[0] for p in case.images])
@@ -88,6 +88,8 @@ def main() -> None:
             samples = [gen.synthesize(label_map, seed=s).images for s in range(args.samples)]
             brain = real[:, label_map > 0]
             diversity.setdefault(name, []).append(pairwise_ms_ssim(samples, float(brain.max() - brain.min())))
+            if gen.kind == "vae":
+                latents.setdefault(name, []).append(latent_usage(gen, real, label_map))
             for i, modality in enumerate(modalities):
                 ssim, psnr = ssim_psnr(real[i], synthetic[name][i])
                 rows.append((case.case_id, name, modality, ssim, psnr))
@@ -171,6 +173,21 @@ def main() -> None:
         "| --- | --- |",
     ]
     lines += [f"| {n} | {np.mean(v):.3f} |" for n, v in diversity.items()]
+    lines += [
+        "",
+        "## VAE latent: is it used? (encoder on the held-out scans)",
+        "",
+        "KL of the posterior in nats (near 0: posterior collapse, the decoder ignores the latent) and how far "
+        "the posterior mean moves, in posterior SDs, when the input's contrast is multiplied by 1.2 inside the "
+        "brain (near 0: the encoder is blind to global contrast).",
+        "",
+        "| model | KL (nats) | contrast response |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| {n} | {np.mean([u['kl_nats'] for u in v]):.3f} | {np.mean([u['contrast_response'] for u in v]):.3f} |"
+        for n, v in latents.items()
+    ]
     lines += [
         "",
         "## Time to synthesize one case (2 mm, 80x96x80, after warm-up)",

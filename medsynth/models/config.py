@@ -29,29 +29,18 @@ class LossConfig:
     # Reconstruction voxels weighted by class frequency ** -class_balance (losses.class_balanced_weights):
     # 0 = every brain voxel alike; 0.5 lets small tumor classes (enhancing tumor ~0.3 % of the brain) count.
     class_balance: float = 0.0
-    # GAN only: mode-seeking term (Mao et al. 2019, MSGAN): two noise draws per label map, loss
-    # 1 / (mean |G(s, z1) - G(s, z2)| / mean |z1 - z2|). L1 reconstruction alone pulls every draw
-    # to the conditional mean (reports/generators.md: MS-SSIM 0.996 between samples). 0 disables.
-    diversity_weight: float = 0.0
-
-
-@dataclass
-class AugmentConfig:
-    """Random intensity changes of the training images (never of the label maps).
-
-    Each case and modality is mapped ``x -> (1 + a) x + b`` inside the brain, ``a`` and ``b``
-    uniform in ``[-scale, scale]`` and ``[-shift, shift]`` (z-score units), drawn from the step's
-    seed. The mean is unchanged on average. It gives the image a spread of contrast that the label
-    map does not determine: with two training subjects nothing else does, and a VAE's latent then
-    has nothing to carry (posterior collapse, reports/generators.md).
-    """
-
-    intensity_scale: float = 0.0
-    intensity_shift: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.intensity_scale < 1 or self.intensity_shift < 0:
-            raise ValueError("augment: intensity_scale must be in [0, 1) and intensity_shift >= 0")
+        for name, value in vars(self).items():
+            if name != "adversarial" and value < 0:
+                raise ValueError(f"loss.{name} must be >= 0, got {value}")
+
+    # Mode-seeking term (Mao et al. 2019, MSGAN): two noise draws per label map, loss
+    # 1 / (mean |G(s, z1) - G(s, z2)| / mean |z1 - z2|). L1 reconstruction alone pulls every draw
+    # to the conditional mean (reports/generators.md: MS-SSIM 0.996 between samples). 0 disables.
+    # On the VAE it acts on two prior draws, which the discriminator also judges (a VAE-GAN with a
+    # prior branch, as BicycleGAN's cLR-GAN); it needs adversarial_weight > 0 there.
+    diversity_weight: float = 0.0
 
 
 @dataclass
@@ -102,7 +91,6 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     lr_decay_start: float = 0.5  # linear decay to 0 from this fraction of the steps
     flip_probability: float = 0.5  # left-right flip of image and label map
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
     channels_last: bool = False  # channels_last_3d memory format for the networks (scripts/bench_speed.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -119,11 +107,12 @@ class TrainConfig:
             raise ValueError("manifest: set the prepared manifest to train on (manifest=PATH)")
         if self.loss.adversarial == "wgan-gp" and self.loss.gradient_penalty_weight <= 0:
             raise ValueError("wgan-gp needs gradient_penalty_weight > 0")
-        if self.model == "vae" and self.loss.diversity_weight > 0:
-            # tried on prior draws: with nothing but the term judging them they diverged (PSNR ~0 dB)
-            raise ValueError("loss.diversity_weight is for the GAN (reports/generators.md); the VAE has no such term")
-        if self.loss.class_balance < 0:
-            raise ValueError(f"loss.class_balance must be >= 0, got {self.loss.class_balance}")
+        if self.model == "vae" and self.loss.diversity_weight > 0 and self.loss.adversarial_weight <= 0:
+            # tried without: with nothing but the term judging prior draws they diverged (PSNR ~0 dB)
+            raise ValueError(
+                "loss.diversity_weight on the VAE needs loss.adversarial_weight > 0: the discriminator keeps its "
+                "prior draws realistic while the term pushes them apart (reports/generators.md)"
+            )
         if self.privacy.enabled:
             self._check_privacy()
 

@@ -69,30 +69,12 @@ def one_hot(label_maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.T
     return torch.nn.functional.one_hot(label_maps.long(), num_classes).permute(0, 4, 1, 2, 3).float()
 
 
-def draw_batch(
-    data: TrainingSet,
-    batch_size: int,
-    flip_probability: float,
-    generator: torch.Generator,
-    intensity_scale: float = 0.0,
-    intensity_shift: float = 0.0,
-):
-    """A random batch ``(images, label_maps)``; left-right flips applied to both alike.
-
-    ``intensity_scale``/``intensity_shift``: each case and modality becomes ``(1 + a) x + b``
-    inside the brain, ``a ~ U(-scale, scale)``, ``b ~ U(-shift, shift)`` (see ``AugmentConfig``).
-    """
+def draw_batch(data: TrainingSet, batch_size: int, flip_probability: float, generator: torch.Generator):
+    """A random batch ``(images, label_maps)``; left-right flips applied to both alike."""
     index = torch.randint(len(data.case_ids), (batch_size,), generator=generator)
     flips = torch.rand(batch_size, generator=generator) < flip_probability
     images, label_maps = data.images[index].clone(), data.label_maps[index].clone()
     # axis 0 of a RAS volume is left-right: dim 2 of (B, C, X, Y, Z), dim 1 of (B, X, Y, Z)
     images[flips] = images[flips].flip(2)
     label_maps[flips] = label_maps[flips].flip(1)
-    if intensity_scale > 0 or intensity_shift > 0:
-        # written here, not with MONAI's RandScaleIntensity/RandShiftIntensity: those draw from
-        # numpy state, and a resumed or distributed run needs the draws tied to the step's seed
-        shape = (batch_size, images.shape[1], 1, 1, 1)
-        scale = 1 + intensity_scale * (2 * torch.rand(shape, generator=generator) - 1)
-        shift = intensity_shift * (2 * torch.rand(shape, generator=generator) - 1)
-        images = (images * scale + shift) * (label_maps > 0).unsqueeze(1)
     return images, label_maps

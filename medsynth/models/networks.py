@@ -2,7 +2,8 @@
 
 - GAN generator: MONAI ``SPADEDecoder`` in its latent-input mode; the latent is Gaussian
   noise, so one label map gives many images (GauGAN's generator with a noise input).
-- VAE: MONAI ``SPADENet`` (encoder -> style latent -> SPADE decoder).
+- VAE: MONAI ``SPADENet`` (encoder -> style latent -> SPADE decoder), whose forward can also
+  decode prior draws (``ConditionalVAE``) for the VAE-GAN's prior branch.
 - Discriminator: MONAI ``PatchDiscriminator`` applied at several scales of the input
   (pix2pixHD-style). Not MONAI's ``MultiScalePatchDiscriminator``: that one deepens and
   widens each scale instead of downsampling the input, which at 3D sizes means ~45 M
@@ -42,7 +43,7 @@ def build_generator(
             last_act=None,
         )
     if kind == "vae":
-        return SPADENet(
+        return ConditionalVAE(
             spatial_dims=3,
             in_channels=out_channels,
             out_channels=out_channels,
@@ -55,6 +56,25 @@ def build_generator(
             last_act=None,
         )
     raise ValueError(f"model must be 'gan' or 'vae', got {kind!r}")
+
+
+class ConditionalVAE(SPADENet):
+    """MONAI ``SPADENet`` whose forward can also decode prior draws in the same pass.
+
+    ``forward(seg, x)`` is SPADENet's (reconstruction, mu, logvar). ``forward(seg, x, z_prior)``
+    with ``z_prior`` (k * B, z_dim) also decodes the label maps repeated k times from the prior
+    draws and returns them fourth: one forward for DDP, and the reconstruction and prior samples
+    go through the decoder as one batch. Same parameters (and state dict) as SPADENet.
+    """
+
+    def forward(self, seg: torch.Tensor, x: torch.Tensor, z_prior: torch.Tensor | None = None):
+        if z_prior is None:
+            return super().forward(seg, x)
+        mu, logvar = self.encoder(x)
+        z = self.encoder.reparameterize(mu, logvar)
+        repeats = 1 + z_prior.shape[0] // seg.shape[0]
+        decoded = self.decoder(seg.repeat(repeats, 1, 1, 1, 1), torch.cat([z, z_prior]))
+        return decoded[: seg.shape[0]], mu, logvar, decoded[seg.shape[0] :]
 
 
 class MultiScaleDiscriminator(nn.Module):

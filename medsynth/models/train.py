@@ -195,14 +195,7 @@ def train(
     for step in bar:
         torch.manual_seed(step_seed(config.seed, rank, step))
         if dp is None:
-            images, label_maps = draw_batch(
-                data,
-                config.batch_size,
-                config.flip_probability,
-                torch.default_generator,
-                config.augment.intensity_scale,
-                config.augment.intensity_shift,
-            )
+            images, label_maps = draw_batch(data, config.batch_size, config.flip_probability, torch.default_generator)
             images = images.to(device).contiguous(memory_format=memory_format)
         else:
             # under DP the generator sees no real image, only conditioning label maps drawn
@@ -212,6 +205,7 @@ def train(
         seg = one_hot(label_maps).contiguous(memory_format=memory_format)
         brain = (label_maps > 0).unsqueeze(1).float()
         losses: dict[str, float] = {}
+        prior = None
 
         with autocast():
             if config.model == "gan" and loss_cfg.diversity_weight > 0:
@@ -223,9 +217,20 @@ def train(
             elif config.model == "gan":
                 noise = torch.randn(label_maps.shape[0], config.network.z_dim, device=device)
                 fake = g_model(seg, noise) * brain
+            elif loss_cfg.diversity_weight > 0:
+                # VAE-GAN with a prior branch (BicycleGAN's cLR-GAN with MSGAN's term): two prior draws
+                # per label map, judged by the discriminator and pushed apart by mode seeking
+                batch = label_maps.shape[0]
+                noise = torch.randn(2 * batch, config.network.z_dim, device=device)
+                fake, mu, logvar, prior = g_model(seg, images, noise)
+                fake, prior = fake * brain, prior * torch.cat([brain, brain])
+                fake_other = prior[batch:]
             else:
                 fake, mu, logvar = g_model(seg, images)
                 fake = fake * brain
+        # what the discriminator judges as fake: the synthesis, and the VAE's prior draws when it has them
+        judged = torch.cat([fake, prior]) if prior is not None else fake
+        judged_seg = seg.repeat(judged.shape[0] // seg.shape[0], 1, 1, 1, 1)
 
         if dp is not None:
             losses["d"] = dp.discriminator_step(step, fake, seg, memory_format)
@@ -233,13 +238,13 @@ def train(
         elif d_model is not None:
             # one discriminator pass over real, fake (and WGAN-GP interpolates): DDP expects one
             # forward per backward
-            real_input, fake_input = torch.cat([images, seg], 1), torch.cat([fake.detach(), seg], 1)
+            real_input, fake_input = torch.cat([images, seg], 1), torch.cat([judged.detach(), judged_seg], 1)
             inputs = [real_input, fake_input]
             if loss_cfg.adversarial == "wgan-gp":
-                inputs.append(interpolate(real_input, fake_input))
+                inputs.append(interpolate(real_input, fake_input[: real_input.shape[0]]))
             with autocast():
                 logits, _ = d_model(torch.cat(inputs, 0))
-            parts = [logit.chunk(len(inputs), 0) for logit in logits]
+            parts = [logit.split([len(i) for i in inputs], 0) for logit in logits]
             d_loss = discriminator_loss(loss_cfg.adversarial, [p[0] for p in parts], [p[1] for p in parts])
             if loss_cfg.adversarial == "wgan-gp":
                 penalty = gradient_penalty([p[2] for p in parts], inputs[2])
@@ -259,8 +264,9 @@ def train(
                     weights = class_balanced_weights(label_maps, loss_cfg.class_balance)
                 g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, weights)
                 losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
-            if config.model == "gan" and loss_cfg.diversity_weight > 0:
-                seeking = mode_seeking_loss(fake, fake_other, noise[:batch], noise[batch:])
+            if loss_cfg.diversity_weight > 0:
+                first = fake if config.model == "gan" else prior[:batch]
+                seeking = mode_seeking_loss(first, fake_other, noise[:batch], noise[batch:])
                 g_loss = g_loss + loss_cfg.diversity_weight * seeking
                 losses["mode_seeking"] = seeking.item()
             if config.model == "vae":
@@ -268,13 +274,15 @@ def train(
                 g_loss = g_loss + loss_cfg.kl_weight * kl
                 losses["kl"] = kl.item()
             if d_model is not None:
-                fake_logits, fake_features = d_model(torch.cat([fake, seg], 1))
+                fake_logits, fake_features = d_model(torch.cat([judged, judged_seg], 1))
                 adversarial = generator_adversarial_loss(loss_cfg.adversarial, fake_logits)
                 g_loss = g_loss + loss_cfg.adversarial_weight * adversarial
                 losses["g_adversarial"] = adversarial.item()
                 if loss_cfg.feature_matching_weight > 0:
                     with torch.no_grad():
                         _, real_features = d_model(torch.cat([images, seg], 1))
+                    # against the real image of the same label map: the synthesis only, not prior draws
+                    fake_features = [f[: images.shape[0]] for f in fake_features]
                     matching = feature_matching_loss(real_features, fake_features)
                     g_loss = g_loss + loss_cfg.feature_matching_weight * matching
                     losses["feature_matching"] = matching.item()

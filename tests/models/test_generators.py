@@ -72,8 +72,8 @@ def _rows(path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
-# the VAE case with the shipped VAE's class-balanced L1 and intensity augmentation (both seeded per step)
-VAE_SHIPPED = {"loss": {"class_balance": 0.5}, "augment": {"intensity_scale": 0.2, "intensity_shift": 0.2}}
+# the VAE case with the shipped VAE's class-balanced L1
+VAE_SHIPPED = {"loss": {"class_balance": 0.5}}
 
 
 @pytest.mark.parametrize(("model", "overrides"), [("gan", {}), ("vae", VAE_SHIPPED)])
@@ -116,37 +116,11 @@ def test_class_balanced_weights_hand_built():
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"loss": {"class_balance": -1}}, "class_balance"), ({"augment": {"intensity_scale": 1.5}}, "intensity_scale")],
+    [({"loss": {"class_balance": -1}}, "class_balance"), ({"loss": {"kl_weight": -1}}, "kl_weight")],
 )
 def test_bad_loss_and_augment_settings_are_refused(prepared_phantoms, overrides, message):
     with pytest.raises(MedsynthError, match=message):
         tiny(prepared_phantoms, **overrides)
-
-
-def test_intensity_augmentation_is_seeded_and_stays_in_the_brain():
-    from medsynth.models.data import TrainingSet, draw_batch
-
-    label_maps = torch.zeros(1, 8, 8, 8, dtype=torch.int64)
-    label_maps[:, 2:6, 2:6, 2:6] = 3
-    images = torch.randn(1, 2, 8, 8, 8) * (label_maps > 0).unsqueeze(1)
-    data = TrainingSet(images, label_maps, ["t1c", "flair"], ["a"], np.eye(4), (1.0, 1.0, 1.0))
-
-    def draw(seed, **augment):
-        return draw_batch(data, 64, 0.0, torch.Generator().manual_seed(seed), **augment)[0]
-
-    plain = draw(0)
-    assert torch.equal(plain, images.expand_as(plain))
-    first, again = draw(0, intensity_scale=0.2, intensity_shift=0.3), draw(0, intensity_scale=0.2, intensity_shift=0.3)
-    assert torch.equal(first, again)
-    assert torch.all(first[:, :, 0] == 0)  # outside the brain stays 0
-    brain = label_maps[0] > 0
-    # per case and modality an affine map of the original: recover a and b from two voxels
-    x = images[0][:, brain]
-    y = first[:, :, brain]
-    scale = (y[..., 0] - y[..., 1]) / (x[:, 0] - x[:, 1])
-    shift = y[..., 0] - scale * x[:, 0]
-    assert torch.all((scale - 1).abs() <= 0.2 + 1e-5) and torch.all(shift.abs() <= 0.3 + 1e-5)
-    assert scale.std() > 0.05 and shift.std() > 0.05  # they vary between draws
 
 
 def test_mode_seeking_loss_hand_built():
@@ -159,13 +133,30 @@ def test_mode_seeking_loss_hand_built():
     assert mode_seeking_loss(image, image + 4, z1, z2) < mode_seeking_loss(image, image + 2, z1, z2)
 
 
-def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path):
-    with pytest.raises(MedsynthError, match="diversity_weight is for the GAN"):
-        tiny(prepared_phantoms, model="vae", loss={"diversity_weight": 1.0})
-    config = tiny(prepared_phantoms, steps=2, loss={"diversity_weight": 1.0})
+@pytest.mark.parametrize("model", ["gan", "vae"])
+def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path, model):
+    with pytest.raises(MedsynthError, match=r"needs loss\.adversarial_weight > 0"):
+        tiny(prepared_phantoms, model="vae", loss={"diversity_weight": 1.0, "adversarial_weight": 0.0})
+    config = tiny(prepared_phantoms, model=model, steps=2, loss={"diversity_weight": 1.0, "adversarial_weight": 1.0})
     train(config, tmp_path / "ms", progress=False)
     rows = _rows(tmp_path / "ms" / "log.csv")
     assert len(rows) == 2 and all(np.isfinite(float(r["mode_seeking"])) for r in rows)
+    assert all(np.isfinite(float(r["g_adversarial"])) for r in rows)
+
+
+def test_vae_prior_branch_matches_spadenet():
+    """ConditionalVAE decodes reconstruction and prior draws in one pass, as SPADENet would separately."""
+    net = build_generator("vae", from_dict(ModelConfig, TINY_NET), 2, NUM_CLASSES, (16, 16, 16)).eval()
+    seg = torch.nn.functional.one_hot(torch.randint(0, NUM_CLASSES, (1, 16, 16, 16)), NUM_CLASSES)
+    seg = seg.permute(0, 4, 1, 2, 3).float()
+    image, z_prior = torch.randn(1, 2, 16, 16, 16), torch.randn(2, 4)
+    torch.manual_seed(0)
+    reconstruction, mu, _, prior = net(seg, image, z_prior)
+    torch.manual_seed(0)
+    expected, expected_mu, _ = net(seg, image)
+    assert torch.allclose(reconstruction, expected, atol=1e-5) and torch.equal(mu, expected_mu)
+    assert prior.shape == (2, 2, 16, 16, 16)
+    assert torch.allclose(prior[1:], net.decode(seg, z_prior[1:]), atol=1e-5)
 
 
 def test_checkpoint_is_weights_only_and_complete(prepared_phantoms, tmp_path):
@@ -215,6 +206,21 @@ def test_synthesize_api(tiny_generator, prepared_phantoms, tmp_path):
     assert np.allclose(written.affine, label.affine) and written.shape == (48, 48, 48)
     with pytest.raises(MedsynthError, match="does not match the generator's grid"):
         gen.synthesize(np.zeros((10, 10, 10), np.int64))
+
+
+def test_latent_usage_reads_the_vae_encoder(tiny_generator, prepared_phantoms):
+    from medsynth.models.evaluate import latent_usage
+
+    gen = medsynth.load_generator(tiny_generator, precision="fp32")
+    label_path = next(prepared_phantoms.parent.rglob("*_label_map.nii.gz"))
+    label = np.asarray(nib.load(str(label_path)).dataobj).astype(np.int64)
+    images = np.random.default_rng(0).normal(size=(2, *label.shape)).astype(np.float32) * (label > 0)
+    usage = latent_usage(gen, images, label)
+    assert usage["kl_nats"] > 0 and np.isfinite(usage["kl_nats"])
+    # MONAI's SPADE encoder instance-normalises every layer, so global contrast cannot move its output
+    assert usage["contrast_response"] < 1e-3
+    noise = latent_usage(gen, np.random.default_rng(1).normal(size=images.shape).astype(np.float32), label)
+    assert noise["kl_nats"] != pytest.approx(usage["kl_nats"])  # but the image content does
 
 
 def test_synthesize_precision(tiny_generator, prepared_phantoms):
