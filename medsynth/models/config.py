@@ -38,8 +38,8 @@ class LossConfig:
     # Mode-seeking term (Mao et al. 2019, MSGAN): two noise draws per label map, loss
     # 1 / (mean |G(s, z1) - G(s, z2)| / mean |z1 - z2|). L1 reconstruction alone pulls every draw
     # to the conditional mean (reports/generators.md: MS-SSIM 0.996 between samples). 0 disables.
-    # On the VAE it acts on two prior draws, which the discriminator also judges (a VAE-GAN with a
-    # prior branch, as BicycleGAN's cLR-GAN); it needs adversarial_weight > 0 there.
+    # On the VAE it acts on two prior draws, the first of which is also trained like the GAN's noise
+    # draw (L1, feature matching, discriminator): a VAE-GAN with a prior branch; needs adversarial_weight > 0.
     diversity_weight: float = 0.0
 
 

@@ -218,8 +218,9 @@ def train(
                 noise = torch.randn(label_maps.shape[0], config.network.z_dim, device=device)
                 fake = g_model(seg, noise) * brain
             elif loss_cfg.diversity_weight > 0:
-                # VAE-GAN with a prior branch (BicycleGAN's cLR-GAN with MSGAN's term): two prior draws
-                # per label map, judged by the discriminator and pushed apart by mode seeking
+                # VAE-GAN with a prior branch: two prior draws per label map, pushed apart by mode seeking;
+                # the first is trained like the GAN's noise draw (L1, feature matching, discriminator).
+                # Without the L1 (BicycleGAN's cLR-GAN), the discriminator won and the draws diverged.
                 batch = label_maps.shape[0]
                 noise = torch.randn(2 * batch, config.network.z_dim, device=device)
                 fake, mu, logvar, prior = g_model(seg, images, noise)
@@ -228,9 +229,10 @@ def train(
             else:
                 fake, mu, logvar = g_model(seg, images)
                 fake = fake * brain
-        # what the discriminator judges as fake: the synthesis, and the VAE's prior draws when it has them
-        judged = torch.cat([fake, prior]) if prior is not None else fake
-        judged_seg = seg.repeat(judged.shape[0] // seg.shape[0], 1, 1, 1, 1)
+        # what the losses against the real image judge: the synthesis, and the VAE's first prior draw
+        judged = torch.cat([fake, prior[: fake.shape[0]]]) if prior is not None else fake
+        copies = judged.shape[0] // seg.shape[0]
+        judged_seg = seg.repeat(copies, 1, 1, 1, 1)
 
         if dp is not None:
             losses["d"] = dp.discriminator_step(step, fake, seg, memory_format)
@@ -262,7 +264,8 @@ def train(
                 weights = brain
                 if loss_cfg.class_balance:
                     weights = class_balanced_weights(label_maps, loss_cfg.class_balance)
-                g_loss = loss_cfg.reconstruction_weight * masked_l1(fake, images, weights)
+                target, weights = images.repeat(copies, 1, 1, 1, 1), weights.repeat(copies, 1, 1, 1, 1)
+                g_loss = loss_cfg.reconstruction_weight * masked_l1(judged, target, weights)
                 losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
             if loss_cfg.diversity_weight > 0:
                 first = fake if config.model == "gan" else prior[:batch]
@@ -281,8 +284,7 @@ def train(
                 if loss_cfg.feature_matching_weight > 0:
                     with torch.no_grad():
                         _, real_features = d_model(torch.cat([images, seg], 1))
-                    # against the real image of the same label map: the synthesis only, not prior draws
-                    fake_features = [f[: images.shape[0]] for f in fake_features]
+                    real_features = [f.repeat(copies, *([1] * (f.ndim - 1))) for f in real_features]
                     matching = feature_matching_loss(real_features, fake_features)
                     g_loss = g_loss + loss_cfg.feature_matching_weight * matching
                     losses["feature_matching"] = matching.item()
