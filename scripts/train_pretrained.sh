@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the two small CPU checkpoints shipped in medsynth/pretrained/ on the bundled sample.
-#   make demo && bash scripts/train_pretrained.sh     (about 1 hour on 2 cores)
+#   make demo && bash scripts/train_pretrained.sh     (about 15 minutes on 2 cores: GAN ~10, VAE ~5)
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 for model in gan vae; do
