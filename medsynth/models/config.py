@@ -30,17 +30,17 @@ class LossConfig:
     # 0 = every brain voxel alike; 0.5 lets small tumor classes (enhancing tumor ~0.3 % of the brain) count.
     class_balance: float = 0.0
 
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if name != "adversarial" and value < 0:
-                raise ValueError(f"loss.{name} must be >= 0, got {value}")
-
     # Mode-seeking term (Mao et al. 2019, MSGAN): two noise draws per label map, loss
     # 1 / (mean |G(s, z1) - G(s, z2)| / mean |z1 - z2|). L1 reconstruction alone pulls every draw
     # to the conditional mean (reports/generators.md: MS-SSIM 0.996 between samples). 0 disables.
     # On the VAE it acts on two prior draws, the first of which is also trained like the GAN's noise
     # draw (L1, feature matching, discriminator): a VAE-GAN with a prior branch; needs adversarial_weight > 0.
     diversity_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if name != "adversarial" and value < 0:
+                raise ValueError(f"loss.{name} must be >= 0, got {value}")
 
 
 @dataclass

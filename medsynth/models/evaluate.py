@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from medsynth.data.scheme import CLASS_NAMES
+from medsynth.models.losses import kl_divergence
 
 
 def class_intensities(images: np.ndarray, label_map: np.ndarray, modalities: list[str]) -> dict[str, dict[str, list]]:
@@ -62,8 +63,6 @@ def latent_usage(generator, images: np.ndarray, label_map: np.ndarray, contrast:
     posterior SDs (RMS over latent dimensions), when every modality is multiplied by ``contrast``
     inside the brain (near 0 = the encoder is blind to global contrast).
     """
-    from medsynth.models.losses import kl_divergence
-
     if generator.kind != "vae":
         raise ValueError("latent_usage needs a VAE generator")
     encoder = generator.model.encoder

@@ -213,7 +213,7 @@ def train(
                 batch = label_maps.shape[0]
                 noise = torch.randn(2 * batch, config.network.z_dim, device=device)
                 both = g_model(torch.cat([seg, seg]), noise) * torch.cat([brain, brain])
-                fake, fake_other = both[:batch], both[batch:]
+                fake, draws = both[:batch], (both[:batch], both[batch:])
             elif config.model == "gan":
                 noise = torch.randn(label_maps.shape[0], config.network.z_dim, device=device)
                 fake = g_model(seg, noise) * brain
@@ -225,7 +225,7 @@ def train(
                 noise = torch.randn(2 * batch, config.network.z_dim, device=device)
                 fake, mu, logvar, prior = g_model(seg, images, noise)
                 fake, prior = fake * brain, prior * torch.cat([brain, brain])
-                fake_other = prior[batch:]
+                draws = (prior[:batch], prior[batch:])
             else:
                 fake, mu, logvar = g_model(seg, images)
                 fake = fake * brain
@@ -268,8 +268,7 @@ def train(
                 g_loss = loss_cfg.reconstruction_weight * masked_l1(judged, target, weights)
                 losses["reconstruction_l1"] = masked_l1(fake.detach(), images, brain).item()
             if loss_cfg.diversity_weight > 0:
-                first = fake if config.model == "gan" else prior[:batch]
-                seeking = mode_seeking_loss(first, fake_other, noise[:batch], noise[batch:])
+                seeking = mode_seeking_loss(*draws, noise[:batch], noise[batch:])
                 g_loss = g_loss + loss_cfg.diversity_weight * seeking
                 losses["mode_seeking"] = seeking.item()
             if config.model == "vae":
