@@ -440,12 +440,43 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except MedsynthError as exc:
-        print(f"medsynth: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # dataclass validation of configs
-        print(f"medsynth: error: {exc}", file=sys.stderr)
-        return 2
+    except (MedsynthError, ValueError) as exc:  # ValueError: dataclass validation of configs
+        return _error(str(exc))
+    except OSError as exc:  # read-only output, disk full, a folder where a file belongs, unreadable input
+        return _error(_describe_os_error(exc))
+    except KeyboardInterrupt:
+        print(
+            "medsynth: interrupted (finished work is kept; re-run to resume where the stage supports it)",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("MEDSYNTH_DEBUG"):
+            raise
+        return _error(
+            f"internal error ({type(exc).__name__}: {_first_line(exc)}); "
+            "set MEDSYNTH_DEBUG=1 for the traceback and please report it",
+            status=1,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """'PATH: reason' for an OSError, whichever of its fields are set."""
+    reason = exc.strerror or _first_line(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    names = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{names}: {reason}"
+
+
+def _error(message: str, status: int = 2) -> int:
+    print(f"medsynth: error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.data.prepare import prepare
 from medsynth.data.preprocess import PreprocessConfig
 from medsynth.errors import DataError
+from medsynth.io import claim_output
 
 
 def sample_data_dir() -> Path:
@@ -37,7 +38,7 @@ SAMPLE_DATASETS = {
 
 def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Run the demo into ``output``; returns the manifest of each output (prepared datasets, labels)."""
-    output = Path(output)
+    output = claim_output(output, "demo")
     config = PreprocessConfig()
     prepared = {}
     for name, (folder, layout) in SAMPLE_DATASETS.items():
@@ -48,8 +49,6 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
         if problems:
             raise DataError(f"{manifest_path}: " + "; ".join(problems))
         target = output / "prepared" / name
-        if target.exists():
-            shutil.rmtree(target)
         manifest = prepare(manifest_path, target, config, cache_dir=cache_dir, progress=False)
         prepared[name] = target / "manifest.json"
         n_cases = sum(len(manifest.get(k, [])) for k in ("training", "validation", "test"))
@@ -60,8 +59,6 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
 
     started = time.perf_counter()
     labels = output / "labels"
-    if labels.exists():
-        shutil.rmtree(labels)
     generate_label_maps(
         [prepared["brats2013"]],
         labels,

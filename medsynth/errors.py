@@ -16,3 +16,7 @@ class DataError(MedsynthError):
 
 class ConfigError(MedsynthError):
     """A config file or override is invalid (unknown key, wrong type, impossible value)."""
+
+
+class OutputError(MedsynthError):
+    """An output location cannot be written safely (it holds files medsynth did not write, or is in the way)."""

@@ -11,14 +11,15 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsynth.errors import DataError
+from medsynth.errors import DataError, OutputError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -61,12 +62,39 @@ def load_nifti(path: str | os.PathLike, dtype: type | None = np.float32):
     return array, image.affine.copy(), image.header
 
 
+# Temporaries are named ".<destination name>.<host>-<pid>.<random>.tmp<suffix>" beside their
+# destination, so a re-run can tell a dead process's leftovers from a live one's (shards of one
+# cohort write into one folder at once).
+_TMP_MARK = ".tmp"
+
+
+def _temporary_name(destination: Path) -> Path:
+    name = destination.name
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else destination.suffix
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{name}.{socket.gethostname()}-{os.getpid()}.", suffix=f"{_TMP_MARK}{suffix}", dir=destination.parent
+    )
+    os.close(fd)
+    os.unlink(tmp_name)
+    return Path(tmp_name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(destination: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place on success.
 
     Works for files and folders. On an exception the temporary is removed and nothing
-    appears at ``destination``.
+    appears at ``destination``. A file replaces an existing file; an existing *folder* is
+    replaced only with ``replace=True`` (callers decide who owns it, see :func:`atomic_output`),
+    and then only after the new one is complete: the old one is moved aside, the new one
+    renamed in, the old one deleted.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
@@ -76,24 +104,157 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     'hello'
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # keep the full suffix (e.g. .nii.gz) so writers that dispatch on it still work
-    name = destination.name
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else destination.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=destination.parent)
-    os.close(fd)
-    os.unlink(tmp_name)
-    tmp = Path(tmp_name)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{destination.parent}: is a file, not a folder") from None
+    if destination.is_dir() and not replace:
+        raise OutputError(f"{destination}: a folder is in the way; choose another output name or remove it")
+    tmp = _temporary_name(destination)
     try:
         yield tmp
-        if destination.is_dir() and tmp.is_dir():
-            shutil.rmtree(destination)
-        os.replace(tmp, destination)
+        if tmp.is_dir() and destination.exists() and not destination.is_dir():
+            raise OutputError(f"{destination}: a file is in the way of the output folder; remove it or choose another")
+        if destination.is_dir() and not tmp.is_dir():
+            raise OutputError(f"{destination}: a folder is in the way of the output file; remove it or choose another")
+        if destination.is_dir():
+            aside = _temporary_name(destination)
+            os.replace(destination, aside)
+            try:
+                os.replace(tmp, destination)
+            except BaseException:
+                os.replace(aside, destination)
+                raise
+            _remove(aside)
+        else:
+            os.replace(tmp, destination)
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporaries in ``folder`` left by processes of this host that are no longer running.
+
+    A ``kill -9`` skips ``atomic_path``'s clean-up; stages that resume into a folder call this
+    first. Temporaries of live processes (other shards) and of other hosts are left alone.
+    """
+    folder = Path(folder)
+    removed = []
+    host = socket.gethostname()
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        name = entry.name
+        if not (name.startswith(".") and _TMP_MARK in name):
+            continue
+        parts = name.split(".")
+        owner = next((p for p in parts if p.startswith(f"{host}-")), None)
+        if owner is None:
+            continue
+        pid = owner[len(host) + 1 :]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- output folders: what medsynth wrote, it may replace; anything else it refuses ------------
+
+OWNER_FILE = ".medsynth-output.json"
+
+
+def _check_output(folder: Path, stage: str, inputs: Iterable[str | os.PathLike] = ()) -> bool:
+    """Raise :class:`OutputError` unless ``stage`` may write ``folder``; True when it exists with content."""
+    resolved = folder.resolve()
+    for item in inputs:
+        item = Path(item).resolve()
+        if item == resolved or resolved in item.parents:
+            raise OutputError(f"{folder}: the output folder holds this command's input {item}; choose another output")
+    if not folder.exists() and not folder.is_symlink():
+        return False
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: exists and is not a folder; choose another output")
+    try:
+        entries = [e.name for e in folder.iterdir()]
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot list the output folder ({exc.strerror})") from None
+    if not entries:
+        return False
+    owner_path = folder / OWNER_FILE
+    if not owner_path.is_file():
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OutputError(
+            f"{folder}: folder exists and holds files medsynth did not write ({shown}); "
+            "choose a new output folder (nothing was changed)"
+        )
+    try:
+        owner = json.loads(owner_path.read_text()).get("stage")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        raise OutputError(f"{owner_path}: unreadable ownership record; choose a new output folder") from None
+    if owner != stage:
+        raise OutputError(
+            f"{folder}: written by `medsynth {owner}`, not `medsynth {stage}`; choose a new output folder "
+            "(nothing was changed)"
+        )
+    return True
+
+
+def _write_owner(folder: Path, stage: str) -> None:
+    from medsynth import __version__
+
+    write_json({"stage": stage, "medsynth": __version__}, folder / OWNER_FILE)
+
+
+def claim_output(folder: str | os.PathLike, stage: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Make ``folder`` the output of ``stage`` for a stage that writes into it step by step (resumable).
+
+    Refused with one line naming the folder when it holds anything medsynth did not write, was
+    written by another stage, or contains one of ``inputs``. Stale temporaries of killed runs
+    are removed. Returns the folder.
+    """
+    folder = Path(folder)
+    exists = _check_output(folder, stage, inputs)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: a file is in the way of the output folder") from None
+    if not exists or not (folder / OWNER_FILE).is_file():
+        _write_owner(folder, stage)
+    remove_stale_temporaries(folder)
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_output(folder: str | os.PathLike, stage: str, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """A whole output folder written at once: yields a temporary folder, renamed into place on success.
+
+    Replaces ``folder`` only when ``stage`` wrote it before (see :func:`claim_output` for what is
+    refused); the old folder is kept until the new one is complete.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "prepared"
+    >>> with atomic_output(out, "prepare") as tmp:
+    ...     _ = (tmp / "manifest.json").write_text("{}")
+    >>> sorted(p.name for p in out.iterdir())
+    ['.medsynth-output.json', 'manifest.json']
+    """
+    folder = Path(folder)
+    _check_output(folder, stage, inputs)
+    remove_stale_temporaries(folder.parent)
+    with atomic_path(folder, replace=True) as tmp:
+        tmp.mkdir(parents=True)
+        yield tmp
+        _write_owner(tmp, stage)
 
 
 def save_nifti(
