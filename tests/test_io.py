@@ -54,11 +54,13 @@ def test_atomic_output_refuses_a_folder_it_did_not_write(tmp_path):
     user = tmp_path / "mydata"
     user.mkdir()
     (user / "NOTES.txt").write_text("mine")
-    with pytest.raises(
-        OutputError, match=r"mydata: folder exists and holds files medsynth did not write \(NOTES\.txt\)"
+    with (
+        pytest.raises(
+            OutputError, match=r"mydata: folder exists and holds files medsynth did not write \(NOTES\.txt\)"
+        ),
+        atomic_output(user, "prepare") as tmp,
     ):
-        with atomic_output(user, "prepare") as tmp:
-            (tmp / "x").write_text("x")
+        (tmp / "x").write_text("x")
     assert [p.name for p in user.iterdir()] == ["NOTES.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mydata"]
 
