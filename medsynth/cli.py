@@ -470,7 +470,9 @@ def _describe_os_error(exc: OSError) -> str:
     reason = exc.strerror or _first_line(exc) or type(exc).__name__
     if exc.filename is None:
         return reason
-    names = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+    from medsynth.io import public_path
+
+    names = public_path(exc.filename) + (f" -> {public_path(exc.filename2)}" if exc.filename2 else "")
     return f"{names}: {reason}"
 
 

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -45,7 +46,9 @@ def load_nifti(path: str | os.PathLike, dtype: type | None = np.float32):
     """Load a NIfTI file fully, turning every failure into a :class:`DataError` naming the file.
 
     Returns ``(array, affine, header)``. Decoding the whole array here (not lazily) is what
-    catches truncated ``.nii.gz`` files at the boundary instead of deep inside a transform.
+    catches truncated ``.nii.gz`` files at the boundary instead of deep inside a transform;
+    a ``.nii.gz`` is decompressed once and checked against its gzip CRC (see
+    :func:`gunzip_checked`), then parsed from memory.
     """
     import nibabel as nib
 
@@ -53,8 +56,10 @@ def load_nifti(path: str | os.PathLike, dtype: type | None = np.float32):
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        image = nib.load(str(path))
+        image = nifti_from_bytes(gunzip_checked(path)) if path.name.endswith(".gz") else nib.load(str(path))
         array = np.asanyarray(image.dataobj)
+    except DataError:
+        raise
     except Exception as exc:  # nibabel raises many types for corrupt/truncated files
         raise DataError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc})") from None
     if dtype is not None:
@@ -77,6 +82,24 @@ def _temporary_name(destination: Path) -> Path:
     os.close(fd)
     os.unlink(tmp_name)
     return Path(tmp_name)
+
+
+def _temporary_pattern(host: str) -> re.Pattern[str]:
+    """``.<name>.<host>-<pid>.<random>.tmp<suffix>`` of one host (host names may hold dots)."""
+    return re.compile(rf"^\.(?P<name>.+)\.{re.escape(host)}-(?P<pid>\d+)\.[^./]+\.tmp(?:\.nii\.gz|\.[^./]*)?$")
+
+
+def public_path(path: str | os.PathLike) -> str:
+    """``path`` with each temporary component replaced by the name it will have once renamed into place.
+
+    Error messages name the file the user asked for, not a hidden temporary.
+
+    >>> public_path("/out/.prepared.vm-12.ab3x.tmp/cases/.a_t1c.nii.gz.vm-12.k2.tmp.nii.gz")
+    '/out/prepared/cases/a_t1c.nii.gz'
+    """
+    pattern = _temporary_pattern(socket.gethostname())
+    parts = [(m.group("name") if (m := pattern.match(part)) else part) for part in str(path).split("/")]
+    return "/".join(parts)
 
 
 def _remove(path: Path) -> None:
@@ -140,19 +163,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """
     folder = Path(folder)
     removed = []
-    host = socket.gethostname()
+    pattern = _temporary_pattern(socket.gethostname())
     if not folder.is_dir():
         return removed
-    for entry in folder.iterdir():
-        name = entry.name
-        if not (name.startswith(".") and _TMP_MARK in name):
-            continue
-        parts = name.split(".")
-        owner = next((p for p in parts if p.startswith(f"{host}-")), None)
-        if owner is None:
-            continue
-        pid = owner[len(host) + 1 :]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    for entry in sorted(folder.iterdir()):
+        match = pattern.match(entry.name)
+        if match and not _process_alive(int(match.group("pid"))):
             _remove(entry)
             removed.append(entry)
     return removed
@@ -307,3 +323,39 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --- integrity of compressed inputs ---------------------------------------------------------
+
+
+def gunzip_checked(path: str | os.PathLike) -> bytes:
+    """The decompressed content of the gzip file ``path``, verified against its CRC-32 and length.
+
+    nibabel stops reading a ``.nii.gz`` after the last voxel and never reaches the gzip
+    trailer, so bit rot that still inflates passes unnoticed there. Python's gzip module
+    checks the trailer of every member. A mismatch or a deflate stream that does not inflate is
+    a :class:`DataError` naming the file; other failures (truncated, not gzip, unreadable)
+    propagate as they are.
+    """
+    import gzip
+    import zlib
+
+    path = Path(path)
+    try:
+        return gzip.decompress(path.read_bytes())
+    except gzip.BadGzipFile as exc:
+        if str(exc).startswith("CRC check failed"):
+            raise DataError(f"{path}: gzip data corrupt (CRC check failed)") from None
+        if str(exc).startswith("Incorrect length"):
+            raise DataError(f"{path}: gzip data corrupt (length check failed)") from None
+        raise
+    except zlib.error as exc:
+        raise DataError(f"{path}: gzip data corrupt ({exc})") from None
+
+
+def nifti_from_bytes(raw: bytes):
+    """A NIfTI-1 or NIfTI-2 image parsed from the uncompressed bytes of a single ``.nii`` file."""
+    import nibabel as nib
+
+    klass = nib.Nifti2Image if raw[4:8] == b"n+2\x00" else nib.Nifti1Image  # NIfTI-2 magic sits at byte 4
+    return klass.from_bytes(raw)

@@ -1,4 +1,4 @@
-"""Process-wide speed settings that must be made before the first big allocation.
+"""Where and how fast things run: the allocator, the device and the autocast precision.
 
 >>> from medsynth.runtime import tune_allocator
 >>> tune_allocator()  # doctest: +SKIP
@@ -12,6 +12,10 @@ generation 1.65-1.86x faster here, for 5-20% more peak memory (reports/performan
 ``medsynth`` command applies this at start-up; library users call :func:`tune_allocator`
 themselves. ``MEDSYNTH_MALLOC=default`` turns it off; a user's own ``MALLOC_*_`` environment
 variables are respected (then nothing is changed).
+
+:func:`select_device`, :func:`cpu_has_bf16` and :func:`autocast_dtype` choose the device and the
+precision for training, synthesis and the benchmark alike. The module imports torch only inside
+them: the ``medsynth`` command imports it at start-up, and ``medsynth --help`` must stay fast.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -50,3 +58,38 @@ def tune_allocator() -> dict[str, int]:
         if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[key] = value
     return applied
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``name`` as a device; ``auto``: CUDA when present (the local rank's GPU under torchrun), else CPU."""
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(precision: str, device: torch.device, cpu_auto: torch.dtype | None = None) -> torch.dtype | None:
+    """The autocast dtype: bf16 when asked or on CUDA; for ``auto`` on CPU, ``cpu_auto`` (fp32 if None).
+
+    ``None`` means no autocast (fp32).
+    """
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cpu":
+        return cpu_auto
+    return None

@@ -16,6 +16,7 @@ from medsynth.io import (
     atomic_path,
     claim_output,
     load_nifti,
+    public_path,
     remove_stale_temporaries,
     save_nifti,
     write_json,
@@ -137,3 +138,12 @@ def test_save_and_load_round_trip(tmp_path):
 def test_missing_file_named(tmp_path):
     with pytest.raises(DataError, match=r"a\.nii\.gz: file not found"):
         load_nifti(tmp_path / "a.nii.gz")
+
+
+def test_temporaries_of_a_host_with_dots_in_its_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(socket, "gethostname", lambda: "node1.cluster.local")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".a_t1c.nii.gz.node1.cluster.local-{dead.stdout.strip()}.k2x.tmp.nii.gz"
+    stale.write_text("half")
+    assert public_path(stale) == str(tmp_path / "a_t1c.nii.gz")
+    assert remove_stale_temporaries(tmp_path) == [stale]

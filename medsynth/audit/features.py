@@ -29,6 +29,9 @@ check.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +56,28 @@ class FeatureNetwork:
 
     @torch.no_grad()
     def local_features(self, images: np.ndarray) -> np.ndarray:
-        """(N, F) feature vectors of one volume (brain = non-zero voxels of any modality)."""
+        """(N, F) feature vectors of one volume (brain = non-zero voxels of any modality).
+
+        Refused with a :class:`MedsynthError` when the network expects another number of
+        modalities or gives NaN/Inf features (broken weights: the audit checks its volumes).
+        """
         brain = np.any(images != 0, axis=0)
         if self.kind == "segresnet":
-            return _segresnet_features(self.model, images, brain)
-        return _slice_features(self.model, images, brain)
+            expected = int(self.model.convInit.conv.weight.shape[1])
+            if expected != images.shape[0]:
+                raise MedsynthError(
+                    f"feature network ({self.description}) takes {expected} modalities, these volumes have "
+                    f"{images.shape[0]}; use a network from an audit of the same modalities"
+                )
+            features = _segresnet_features(self.model, images, brain)
+        else:
+            features = _slice_features(self.model, images, brain)
+        if not np.isfinite(features).all():
+            raise MedsynthError(
+                f"feature network ({self.description}) gives NaN or Inf features on a finite volume; its weights "
+                "are unusable (leave out --features to train a new one)"
+            )
+        return features
 
     def describe(self, images: np.ndarray) -> np.ndarray:
         """A per-volume descriptor: mean and standard deviation of the local features."""
@@ -189,8 +209,12 @@ def load_feature_network(spec: str | Path) -> FeatureNetwork:
         raise MedsynthError(f"{path}: not a readable feature network ({error})") from None
     if not isinstance(state, dict) or state.get("kind") != "segresnet" or "state_dict" not in state:
         raise MedsynthError(f"{path}: not a medsynth feature network (written by `medsynth audit`)")
-    model = _segresnet(int(state["in_channels"]), int(state["init_filters"]))
-    model.load_state_dict(state["state_dict"])
+    try:
+        model = _segresnet(int(state["in_channels"]), int(state["init_filters"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MedsynthError(f"{path}: damaged feature network ({message})") from None
     model.eval()
     return FeatureNetwork("segresnet", model, str(state.get("description", path.name)) + f" ({path})")
 
@@ -219,11 +243,63 @@ def _subsample(features: np.ndarray, count: int, rng: np.random.Generator) -> np
     return features[rng.choice(len(features), count, replace=False)]
 
 
+def _check_feature_sets(metric: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two (N, F) float64 feature sets with the same F, at least two vectors each, all finite."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise MedsynthError(f"{metric} needs two (N, F) feature sets with one F, got shapes {a.shape} and {b.shape}")
+    if min(len(a), len(b)) < 2:
+        raise MedsynthError(f"{metric} needs at least two feature vectors on each side, got {len(a)} and {len(b)}")
+    for name, features in (("first", a), ("second", b)):
+        if not np.isfinite(features).all():
+            raise MedsynthError(f"{metric}: the {name} feature set holds NaN or Inf values")
+    return a, b
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two (N, F) feature sets (MONAI ``FIDMetric``)."""
+    """Frechet distance between Gaussians fitted to two (N, F) feature sets (MONAI ``FIDMetric``).
+
+    Guarded: non-finite or too few features are refused with a :class:`MedsynthError`; where
+    MONAI's ``scipy.linalg.sqrtm`` fails on a numerically degenerate (singular, ill-conditioned,
+    overflowing) covariance product, the same distance comes from :func:`_frechet_symmetric`.
+    """
     from monai.metrics import FIDMetric
 
-    return float(FIDMetric()(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+    a, b = _check_feature_sets("Frechet distance", a, b)
+    try:
+        # MONAI prints a notice and numpy/scipy warn on a singular product: the fallback handles it quietly
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            value = float(FIDMetric()(torch.as_tensor(a), torch.as_tensor(b)))
+    except (np.linalg.LinAlgError, ValueError, RuntimeError, ArithmeticError):
+        value = float("nan")
+    return value if np.isfinite(value) else _frechet_symmetric(a, b)
+
+
+def _frechet_symmetric(a: np.ndarray, b: np.ndarray) -> float:
+    """The Frechet distance of two finite (N, F) feature sets, defined for every covariance.
+
+    |mu_a - mu_b|^2 + tr(A) + tr(B) - 2 tr((A^1/2 B A^1/2)^1/2): equal to tr((A B)^1/2) for
+    positive semi-definite A and B, and needing only symmetric eigendecompositions (eigenvalues
+    clipped at 0). Computed on features scaled to |value| <= 1, then scaled back (the distance
+    grows with the square of the scale), so large features do not overflow the covariances.
+    """
+    scale = float(max(np.abs(a).max(), np.abs(b).max())) or 1.0
+    a, b = a / scale, b / scale
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    try:
+        values, vectors = np.linalg.eigh(cov_a)
+        root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+        inner = root_a @ cov_b @ root_a
+        cross = float(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum())
+    except np.linalg.LinAlgError as error:
+        raise MedsynthError(f"Frechet distance: the feature covariance is numerically degenerate ({error})") from None
+    diff = a.mean(0) - b.mean(0)
+    with np.errstate(over="ignore"):
+        value = float((diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * cross) * np.float64(scale) ** 2)
+    if not np.isfinite(value):
+        raise MedsynthError(f"Frechet distance: overflows for features this large (largest |value| {scale:.3g})")
+    return max(value, 0.0)
 
 
 def mmd(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
@@ -233,12 +309,14 @@ def mmd(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
     """
     from monai.metrics import MMDMetric
 
+    a, b = _check_feature_sets("MMD", a, b)
     count = min(len(a), len(b))
-    if count < 2:
-        raise MedsynthError("MMD needs at least two feature vectors on each side")
     rng = np.random.default_rng(seed)
     a, b = _subsample(a, count, rng), _subsample(b, count, rng)
-    return float(MMDMetric()(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+    value = float(MMDMetric()(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+    if not np.isfinite(value):
+        raise MedsynthError(f"MMD: non-finite result (features too large, largest |value| {np.abs(a).max():.3g})")
+    return value
 
 
 def feature_fidelity(

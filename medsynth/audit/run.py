@@ -11,6 +11,7 @@ FAIL, NOT RUN or INFO. The verdicts are guides with stated rules, not proofs.
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ from medsynth.audit.features import (
     train_feature_network,
 )
 from medsynth.audit.privacy import auc_with_ci, augment, calibrate_threshold, nearest, similarity
-from medsynth.data.manifest import load_manifest, manifest_cases
+from medsynth.data.manifest import AFFINE_TOLERANCE, Case, load_manifest, manifest_cases
 from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
-from medsynth.errors import MedsynthError
-from medsynth.io import atomic_path, load_nifti, write_json
+from medsynth.errors import DataError, MedsynthError
+from medsynth.io import atomic_output, atomic_path, load_nifti, write_json
 
 CLASSES = ("csf", "gm", "wm", "netc", "snfh", "et")
 SUBREGIONS = tuple(CLASS_NAMES[c] for c in TUMOR_CLASSES)
@@ -46,21 +47,115 @@ MEMBERSHIP_AUC_WARN = 0.8  # with fewer than MEMBERSHIP_MIN_SUBJECTS per group, 
 MEMBERSHIP_MIN_SUBJECTS = 10
 
 
-def _load(case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (C, X, Y, Z), label map and affine of one manifest case."""
-    images = np.stack([load_nifti(p)[0] for p in case.images])
-    label_map, affine, _ = load_nifti(case.label, dtype=np.int64)
+def _load(
+    case: Case, modalities: list[str] | None = None, grid: dict[str, Any] | None = None, source: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (C, X, Y, Z), label map and affine of one manifest case, each file checked as it is read.
+
+    Refused with a :class:`DataError` naming the file: an image count other than the modalities',
+    images and label map on different grids (shape, or affine beyond ``AFFINE_TOLERANCE``), NaN
+    or Inf values, label values outside the canonical scheme, an empty brain, or a grid (shape,
+    voxel size) other than ``grid``'s, the first case loaded (``grid`` is filled from it when empty).
+    """
+    where = f"{source}: case {case.case_id}" if source else f"case {case.case_id}"
+    if not case.images:
+        raise DataError(f"{where}: no image files")
+    if modalities is not None and len(case.images) != len(modalities):
+        raise DataError(
+            f"{where}: {len(case.images)} image file(s) for {len(modalities)} modalities ({', '.join(modalities)})"
+        )
+    if case.label is None:
+        raise DataError(f"{where}: no label map (the audit reads each case's label map)")
+    arrays: list[np.ndarray] = []
+    reference: tuple[Path, tuple[int, ...], np.ndarray] | None = None
+    for path in [*case.images, case.label]:
+        role = "label map" if path == case.label else "image"
+        array, affine, _ = load_nifti(path, dtype=None)
+        if array.ndim != 3:
+            raise DataError(f"{path}: expected a 3D {role}, got shape {array.shape}")
+        if reference is None:
+            reference = (path, array.shape, affine)
+        elif array.shape != reference[1]:
+            raise DataError(
+                f"{path}: {role} shape {array.shape} differs from {reference[0].name} {reference[1]}; "
+                "a case's images and label map must share one grid"
+            )
+        elif not np.allclose(affine, reference[2], atol=AFFINE_TOLERANCE):
+            offset = float(np.abs(affine - reference[2]).max())
+            raise DataError(
+                f"{path}: {role} affine differs from {reference[0].name} by up to {offset:.4g} "
+                f"(tolerance {AFFINE_TOLERANCE}); a case's images and label map must share one space"
+            )
+        if np.issubdtype(array.dtype, np.floating):
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            if bad:
+                raise DataError(f"{path}: {bad} NaN or Inf voxel(s) in the {role}")
+        arrays.append(array)
+    label_path, label_array = case.label, arrays.pop()
+    values = np.unique(label_array)
+    if np.any(values != np.round(values)):
+        raise DataError(f"{label_path}: label values are not integers")
+    unknown = sorted(set(values.astype(np.int64).tolist()) - set(CLASS_NAMES))
+    if unknown:
+        raise DataError(
+            f"{label_path}: label values {unknown} are not in the canonical scheme "
+            f"({', '.join(f'{v} {n}' for v, n in CLASS_NAMES.items())}); audit prepared cases and cohorts"
+        )
+    label_map = label_array.astype(np.int64)
+    brain = label_map > 0
+    if not brain.any():
+        raise DataError(f"{label_path}: empty brain (every voxel is background 0)")
+    images = np.stack([a.astype(np.float32, copy=False) for a in arrays])
+    for path, image in zip(case.images, images, strict=True):
+        if not np.any(image[brain]):
+            raise DataError(f"{path}: every voxel inside the brain of {label_path.name} is 0")
+    affine = reference[2] if reference is not None else np.eye(4)
+    if grid is not None:
+        _check_grid(case.images[0], label_map.shape, affine, grid)
     return images, label_map, affine
 
 
-def _load_cases(cases) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict[str, Any]]]:
+def _check_grid(path: Path, shape: tuple[int, ...], affine: np.ndarray, grid: dict[str, Any]) -> None:
+    """Every case of an audit on one grid: the checks compare volumes voxel by voxel."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if not grid:
+        grid.update(shape=shape, spacing=spacing, file=path)
+        return
+    hint = "real and synthetic cases must be prepared alike"
+    if shape != grid["shape"]:
+        raise DataError(f"{path}: grid {shape} differs from {grid['file']} {grid['shape']}; {hint}")
+    if not np.allclose(spacing, grid["spacing"], atol=AFFINE_TOLERANCE):
+        raise DataError(
+            f"{path}: voxel size {_mm(spacing)} mm differs from {grid['file']} {_mm(grid['spacing'])} mm; {hint}"
+        )
+
+
+def _mm(spacing: np.ndarray) -> str:
+    return "x".join(f"{v:.3g}" for v in spacing)
+
+
+def _load_cases(
+    cases: list[Case], modalities: list[str], grid: dict[str, Any], source: Path
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict[str, Any]]]:
     """(images, label map) of every case, and its tumor stats (volume, location, sub-region fractions)."""
     pairs, stats = [], []
     for case in cases:
-        images, label_map, affine = _load(case)
+        images, label_map, affine = _load(case, modalities, grid, source)
         pairs.append((images, label_map))
         stats.append({"case_id": case.case_id, **case_tumor_stats(label_map, affine)})
     return pairs, stats
+
+
+def _canonical_manifest(path: Path) -> dict[str, Any]:
+    """A loaded manifest whose label maps are in the canonical scheme (prepared data or a cohort)."""
+    manifest = load_manifest(path)
+    scheme = manifest["medsynth"].get("label_scheme", "canonical")
+    if scheme != "canonical":
+        raise DataError(
+            f"{path}: label scheme {scheme!r}, not canonical; audit a prepared manifest (`medsynth prepare`) "
+            "and a cohort made by `medsynth generate`"
+        )
+    return manifest
 
 
 def _intensities(cases: list[tuple[np.ndarray, np.ndarray]], modalities: list[str]) -> dict[str, np.ndarray]:
@@ -106,33 +201,84 @@ def audit(
     ``features`` is the feature network of the Frechet/MMD and feature-distance checks (see
     ``medsynth.audit.features``); by default one is trained on the training subjects for
     ``feature_steps`` steps and saved as ``output/feature_network.pt``.
-    """
-    real = manifest_cases(load_manifest(real_manifest))
-    training, training_tumors = _load_cases([c for c in real if c.split == train_split and c.images])
-    held_out, held_out_tumors = _load_cases([c for c in real if c.split != train_split and c.images])
-    held_out_ids = [c.case_id for c in real if c.split != train_split and c.images]
-    training_ids = [c.case_id for c in real if c.split == train_split and c.images]
-    synthetic_cases = manifest_cases(load_manifest(Path(cohort) / "manifest.json"))
-    synthetic, synthetic_tumors = _load_cases(synthetic_cases)
-    if not training or not synthetic:
-        raise MedsynthError("the audit needs training subjects and synthetic cases")
-    modalities = load_manifest(real_manifest)["medsynth"]["modalities"]
-    shapes = {images.shape for images, _ in training + held_out + synthetic}
-    if len(shapes) > 1:
-        raise MedsynthError(f"real and synthetic volumes are on different grids {sorted(shapes)}; prepare alike")
 
+    All or nothing: the report, its plot and the feature network are written into a temporary
+    folder renamed to ``output`` at the end (:func:`medsynth.io.atomic_output`), so a failed
+    audit leaves no output and a previous audit in ``output`` stays until the new one is
+    complete. ``output`` may be a folder an earlier audit wrote (it is replaced), never one
+    holding other files or this audit's inputs. A ``features`` file inside ``output`` is read
+    before the swap and kept in the new folder.
+    """
+    real_manifest, cohort, output = Path(real_manifest), Path(cohort), Path(output)
+    real_meta = _canonical_manifest(real_manifest)
+    cohort_manifest = cohort / "manifest.json"
+    cohort_meta = _canonical_manifest(cohort_manifest)
+    modalities = list(real_meta["medsynth"]["modalities"])
+    if list(cohort_meta["medsynth"]["modalities"]) != modalities:
+        raise DataError(
+            f"{cohort_manifest}: modalities {cohort_meta['medsynth']['modalities']} differ from "
+            f"{real_manifest}'s {modalities}"
+        )
+    real = [c for c in manifest_cases(real_meta) if c.images]
+    training_cases = [c for c in real if c.split == train_split]
+    held_out_cases = [c for c in real if c.split != train_split]
+    synthetic_cases = manifest_cases(cohort_meta)
+    if not training_cases:
+        raise DataError(f"{real_manifest}: no {train_split!r} subjects with images (see --train-split)")
+    if not synthetic_cases:
+        raise DataError(f"{cohort_manifest}: no synthetic cases")
+    inputs = [real_manifest, cohort, *(f for c in [*real, *synthetic_cases] for f in [*c.images, c.label] if f)]
+    if generator is not None:
+        inputs.append(Path(generator))
+    with atomic_output(output, "audit", inputs=inputs) as folder:
+        grid: dict[str, Any] = {}
+        training, training_tumors = _load_cases(training_cases, modalities, grid, real_manifest)
+        held_out, held_out_tumors = _load_cases(held_out_cases, modalities, grid, real_manifest)
+        synthetic, synthetic_tumors = _load_cases(synthetic_cases, modalities, grid, cohort_manifest)
+        summary = _checks(
+            real_manifest,
+            cohort,
+            modalities,
+            [c.case_id for c in training_cases],
+            [c.case_id for c in held_out_cases],
+            [c.case_id for c in synthetic_cases],
+            (training, held_out, synthetic),
+            (training_tumors, held_out_tumors, synthetic_tumors),
+            _feature_network(features, training, feature_steps, seed, folder, output),
+            generator,
+            copies_per_scan,
+            seed,
+        )
+        write_json(summary, folder / "report.json")
+        _write_markdown(folder / "report.md", summary)
+        _plot(folder / "report.png", summary)
+    return summary
+
+
+def _checks(
+    real_manifest: Path,
+    cohort: Path,
+    modalities: list[str],
+    training_ids: list[str],
+    held_out_ids: list[str],
+    synthetic_ids: list[str],
+    volumes: tuple[list[tuple[np.ndarray, np.ndarray]], ...],
+    tumors: tuple[list[dict[str, Any]], ...],
+    network: FeatureNetwork,
+    generator: str | Path | None,
+    copies_per_scan: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Every check of the audit on loaded, validated cases: the summary written as report.json."""
+    training, held_out, synthetic = volumes
     memorization = copy_check(
         [i for i, _ in training],
         training_ids,
         [i for i, _ in held_out],
-        [(c.case_id, images) for c, (images, _) in zip(synthetic_cases, synthetic, strict=True)],
+        [(case_id, images) for case_id, (images, _) in zip(synthetic_ids, synthetic, strict=True)],
         copies_per_scan,
         seed,
     )
-
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    network = _feature_network(features, training, feature_steps, seed, output)
     memorization.update(
         _feature_neighbours(
             network, [i for i, _ in training], training_ids, [i for i, _ in held_out], [i for i, _ in synthetic]
@@ -165,30 +311,40 @@ def audit(
         membership = _membership(generator, training, held_out, seed)
 
     summary = {
-        "real_manifest": str(Path(real_manifest).resolve()),
-        "cohort": str(Path(cohort).resolve()),
+        "real_manifest": str(real_manifest.resolve()),
+        "cohort": str(cohort.resolve()),
         "training_subjects": training_ids,
         "held_out_subjects": held_out_ids,
         "memorization": memorization,
         "fidelity_wasserstein": fidelity,
         "fidelity_features": learned,
-        "fidelity_tumor": tumor_fidelity(training_tumors, held_out_tumors, synthetic_tumors),
+        "fidelity_tumor": tumor_fidelity(*tumors),
         "diversity": diversity,
         "membership_inference": membership,
         "k_anonymity": _k_anonymity(cohort),
     }
     summary["verdicts"] = verdicts(summary)
-    write_json(summary, output / "report.json")
-    _write_markdown(output / "report.md", summary)
-    _plot(output / "report.png", summary)
     return summary
 
 
-def _feature_network(features, training, steps: int, seed: int, output: Path) -> FeatureNetwork:
+def _feature_network(features, training, steps: int, seed: int, folder: Path, output: Path) -> FeatureNetwork:
+    """The loaded ``features``, or a network trained on ``training`` and saved into ``folder``.
+
+    ``folder`` becomes ``output`` at the end: a ``features`` file inside ``output`` (the previous
+    audit's network, or torchvision weights kept there) is read now, before the swap, and copied
+    along so that it stays available and the report's reference to it stays true.
+    """
     if features is not None:
-        return load_feature_network(features)
+        network = load_feature_network(features)
+        text = str(features)
+        path = Path(text.partition("=")[2] if text.startswith("torchvision:") else text)
+        if path.is_file() and path.resolve().is_relative_to(output.resolve()):
+            target = folder / path.resolve().relative_to(output.resolve())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        return network
     network = train_feature_network(training, steps=steps, seed=seed)
-    save_feature_network(network, output / "feature_network.pt")
+    save_feature_network(network, folder / "feature_network.pt")
     return network
 
 
@@ -257,16 +413,34 @@ def copy_check(
 def copy_check_cohort(
     real_manifest: str | Path, case_folders: list[Path], modalities: list[str], train_split: str = "train"
 ) -> dict[str, Any]:
-    """The copy check of generated case folders against the training split of a prepared manifest."""
-    real = manifest_cases(load_manifest(real_manifest))
-    training = [(c.case_id, _load(c)[0]) for c in real if c.split == train_split and c.images]
-    held_out = [_load(c)[0] for c in real if c.split != train_split and c.images]
+    """The copy check of generated case folders against the training split of a prepared manifest.
+
+    Every real and synthetic case is checked as in :func:`audit` (one grid, finite values,
+    canonical labels, a brain), so a NaN case cannot slip past the gate unflagged.
+    """
+    real_manifest = Path(real_manifest)
+    meta = _canonical_manifest(real_manifest)
+    if list(meta["medsynth"]["modalities"]) != list(modalities):
+        raise DataError(
+            f"{real_manifest}: modalities {meta['medsynth']['modalities']} differ from the cohort's {modalities}"
+        )
+    real = [c for c in manifest_cases(meta) if c.images]
+    grid: dict[str, Any] = {}
+    training = [(c.case_id, _load(c, modalities, grid, real_manifest)[0]) for c in real if c.split == train_split]
+    held_out = [_load(c, modalities, grid, real_manifest)[0] for c in real if c.split != train_split]
     if not training:
-        raise MedsynthError(f"{real_manifest}: no {train_split!r} subjects to check copies against")
-    synthetic = [
-        (folder.name, np.stack([load_nifti(folder / f"{folder.name}_{m}.nii.gz")[0] for m in modalities]))
-        for folder in case_folders
-    ]
+        raise DataError(f"{real_manifest}: no {train_split!r} subjects to check copies against")
+    synthetic = []
+    for folder in case_folders:
+        case = Case(
+            case_id=folder.name,
+            split="synthetic",
+            images=[folder / f"{folder.name}_{m}.nii.gz" for m in modalities],
+            label=folder / f"{folder.name}_label_map.nii.gz",
+            mask=None,
+            record={},
+        )
+        synthetic.append((folder.name, _load(case, modalities, grid)[0]))
     return copy_check([i for _, i in training], [c for c, _ in training], held_out, synthetic)
 
 

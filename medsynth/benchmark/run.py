@@ -40,12 +40,12 @@ import torch
 from medsynth import __version__
 from medsynth.benchmark.config import RENDERERS, ArmConfig, BenchmarkConfig
 from medsynth.config import save_config, to_dict
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.preprocess import to_original_space
 from medsynth.data.scheme import CANONICAL_TO_BRATS2023, from_canonical, to_canonical_tumor
 from medsynth.errors import DataError, MedsynthError
-from medsynth.io import atomic_path, load_nifti, read_json, save_nifti, sha256, write_json
+from medsynth.io import atomic_path, claim_output, load_nifti, read_json, save_nifti, sha256, write_json
 from medsynth.loaders import LeakageError, MixedDataset, label_map_items, load_transform, real_items, synthetic_items
+from medsynth.manifest import Manifest
 
 BRATS_NAME = re.compile(r"^BraTS-[A-Z]+-\d{5}-\d{3}$")
 
@@ -74,11 +74,10 @@ def select_arms(config: BenchmarkConfig, names: list[str] | None) -> list[ArmCon
 
 def _split_cases(config: BenchmarkConfig):
     path = Path(config.data.manifest)
-    manifest = load_manifest(path)
-    if manifest["medsynth"].get("kind") != "prepared":
-        raise DataError(f"{path}: not a prepared manifest (run `medsynth prepare` first)")
-    train = [c for c in manifest_cases(manifest, splits=tuple(config.data.train_splits)) if c.images]
-    test = [c for c in manifest_cases(manifest, splits=tuple(config.data.test_splits)) if c.images]
+    loaded = Manifest.load(path, kind="prepared")
+    manifest = loaded.data
+    train = [c for c in loaded.cases(config.data.train_splits) if c.images]
+    test = [c for c in loaded.cases(config.data.test_splits) if c.images]
     if not train:
         raise DataError(f"{path}: no training cases in splits {config.data.train_splits}")
     if not test:
@@ -197,7 +196,7 @@ def write_references(manifest: dict[str, Any], cases, output: Path) -> list[Test
             f"{source_path}: the source manifest of {meta.get('path', 'the prepared manifest')} is missing; the "
             "benchmark scores predictions against the original label files it lists"
         )
-    source_cases = {c.case_id: c for c in manifest_cases(load_manifest(source_path))}
+    source_cases = {c.case_id: c for c in Manifest.load(source_path).cases()}
     scheme = meta["source_label_scheme"]
     folder = output / "references"
     tests = []
@@ -302,7 +301,7 @@ def run_benchmark(
     manifest, train_cases, test_cases = _split_cases(config)
     test_ids = {c.case_id for c in test_cases}
     channels = len(train_cases[0].images)
-    output.mkdir(parents=True, exist_ok=True)
+    claim_output(output, "benchmark", inputs=[config.data.manifest])
     save_config(config, output / "config.yaml")
     synthetic = prepare_synthetic(config, output, selected, test_ids, channels, progress)
     tests = write_references(manifest, test_cases, output)

@@ -18,7 +18,7 @@ import torch
 from medsynth.benchmark.augment import RandLabelRenderd, RegionTargetd, classical_augmentation
 from medsynth.benchmark.config import RENDERERS, ArmConfig, SegmenterConfig
 from medsynth.loaders import MixedDataset, MixedSampler, patch_transform
-from medsynth.models.train import autocast_dtype, select_device
+from medsynth.runtime import autocast_dtype, select_device
 
 
 def build_segmenter(config: SegmenterConfig, in_channels: int) -> torch.nn.Module:

@@ -2,6 +2,11 @@
 
 ``manifest.json`` (MONAI/MSD datalist), ``README.md`` (dataset card), ``preview.png``,
 ``cohort.json`` (cohort provenance) and ``checksums.sha256`` (every other file).
+
+Hidden entries are medsynth's bookkeeping, not cohort content, and are never listed nor read
+as cases: the ownership record ``.medsynth-output.json`` (:func:`medsynth.io.claim_output`)
+and the temporaries of writes in progress (``.<name>.<host>-<pid>.*.tmp*``). ``medsynth cohort
+verify`` skips hidden files alike.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from medsynth import __version__
-from medsynth.data.manifest import SPLIT_KEYS
 from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
 from medsynth.io import atomic_path, load_nifti, read_json, sha256, write_json
 from medsynth.labels.locations import location_of
+from medsynth.manifest import Manifest, provenance, write_manifest
 
 CHECKSUMS = "checksums.sha256"
 
@@ -35,14 +40,14 @@ def finalize(
     and after, cases added), both recorded in cohort.json and the card.
     """
     modalities = plan["generator"]["modalities"]
-    sections: dict[str, list[dict[str, Any]]] = {}
+    entries: list[dict[str, Any]] = []
     stats = []
     previews = []
     for folder in sorted((root / "cases").iterdir()):
-        if not (folder / "provenance.json").exists():
-            continue
-        provenance = read_json(folder / "provenance.json")
-        case_id = provenance["case_id"]
+        if folder.name.startswith(".") or not (folder / "provenance.json").exists():
+            continue  # a hidden folder is a case being written (or left by a killed run), not a case
+        record = read_json(folder / "provenance.json")
+        case_id = record["case_id"]
         rel = Path("cases") / case_id
         label_map, affine, _ = load_nifti(folder / f"{case_id}_label_map.nii.gz", dtype=np.int16)
         tumor = np.isin(label_map, TUMOR_CLASSES)
@@ -53,31 +58,28 @@ def finalize(
             "case_id": case_id,
             "image": [(rel / f"{case_id}_{m}.nii.gz").as_posix() for m in modalities],
             "label": (rel / f"{case_id}_label_map.nii.gz").as_posix(),
-            "split": provenance["split"],
+            "split": record["split"],
             "provenance": (rel / "provenance.json").as_posix(),
         }
         if (folder / f"{case_id}_seg.nii.gz").exists():
             entry["seg"] = (rel / f"{case_id}_seg.nii.gz").as_posix()
-        sections.setdefault(SPLIT_KEYS.get(provenance["split"], "training"), []).append(entry)
+        entries.append(entry)
         if len(previews) < 4:
             previews.append((case_id, folder, label_map))
-    manifest = {
-        "name": root.name,
-        "description": f"synthetic brain MRI cohort made by medsynth {__version__}",
-        "modality": {str(i): m for i, m in enumerate(modalities)},
-        "labels": {str(k): v for k, v in CLASS_NAMES.items()},
-        "numTraining": len(sections.get("training", [])),
-        **sections,
-        "medsynth": {
-            "format_version": 1,
-            "kind": "cohort",
-            "label_scheme": "canonical",
-            "label_convention": plan["label_convention"],
-            "modalities": modalities,
-            "plan": plan,
-        },
-    }
-    write_json(manifest, root / "manifest.json")
+    write_manifest(
+        root / "manifest.json",
+        kind="cohort",
+        name=root.name,
+        description=f"synthetic brain MRI cohort made by medsynth {__version__}",
+        modalities=modalities,
+        labels={str(k): v for k, v in CLASS_NAMES.items()},
+        entries=entries,
+        provenance=provenance("generate", config=plan, seed=plan.get("seed")),
+        label_scheme="canonical",
+        label_convention=plan["label_convention"],
+        plan=plan,
+    )
+    manifest = Manifest.load(root / "manifest.json").data
     write_json(
         {
             "plan": plan,
@@ -94,8 +96,14 @@ def finalize(
     write_checksums(root)
 
 
+def _listed(root: Path, path: Path) -> bool:
+    """Whether ``checksums.sha256`` lists ``path``: every file but itself and hidden entries (or files inside them)."""
+    rel = path.relative_to(root)
+    return path.is_file() and path.name != CHECKSUMS and not any(part.startswith(".") for part in rel.parts)
+
+
 def write_checksums(root: Path) -> None:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS and not p.name.startswith("."))
+    files = sorted(p for p in root.rglob("*") if _listed(root, p))
     with atomic_path(root / CHECKSUMS) as tmp:
         tmp.write_text("".join(f"{sha256(p)}  {p.relative_to(root).as_posix()}\n" for p in files))
 

@@ -3,11 +3,19 @@
     $ medsynth generate --checkpoint medsynth/pretrained/vae_cpu.pt --n 50 --seed 0 -o cohort
     $ medsynth generate --checkpoint gen.pt --labels runs/labels -o cohort --shard 0/4   # 4 processes
 
-Each case is written into a temporary folder and renamed into ``cases/<case_id>/`` when
-complete, so a killed run leaves no partial case and a re-run skips finished ones. Memory
-stays flat: one case is in memory at a time. Shards take the cases whose index modulo n
-equals i; whichever run finds every case present writes the cohort files (manifest,
-checksums, dataset card, preview).
+Each case is written into a hidden temporary folder and renamed into ``cases/<case_id>/``
+when complete, so a killed run leaves no partial case and a re-run skips finished ones; the
+re-run also deletes the hidden folders of killed (``kill -9``) runs on this host. The output
+folder is claimed for ``generate`` (``.medsynth-output.json``, :func:`medsynth.io.claim_output`):
+a folder holding anything else is refused. Memory stays flat: one case is in memory at a
+time. Shards take the cases whose index modulo n equals i; whichever run finds every case
+present writes the cohort files (manifest, checksums, dataset card, preview).
+
+Refused before anything is written (one line, naming the file where one is involved): ``n``
+< 1, a spacing that is not a positive finite number, a negative seed, a checkpoint that fails
+its checksum or is not a generator, label maps whose spacing, orientation (from the affine)
+or grid differ from the generator's. Each label map's values are checked before its case is
+written: whole numbers of the canonical scheme 0..7 with some brain (not all 0).
 
 With ``k_anonymity=K`` (``--k-anonymity K``) that same run then adds cases ``synth_NNNNN``
 after the last requested one, drawn by the label-map sampler constrained to each group of
@@ -18,6 +26,8 @@ next case's target group follows from the cases already on disk.
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -28,10 +38,19 @@ import numpy as np
 
 from medsynth import __version__
 from medsynth.config import to_dict
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.scheme import CANONICAL_TO_BRATS2021, CANONICAL_TO_BRATS2023, from_canonical
-from medsynth.errors import MedsynthError
-from medsynth.io import atomic_path, load_nifti, read_json, save_nifti, sha256, write_json
+from medsynth.errors import DataError, MedsynthError
+from medsynth.io import (
+    atomic_path,
+    claim_output,
+    load_nifti,
+    read_json,
+    remove_stale_temporaries,
+    save_nifti,
+    sha256,
+    write_json,
+)
+from medsynth.manifest import Manifest
 
 LABEL_CONVENTIONS = {"canonical": None, "brats2021": CANONICAL_TO_BRATS2021, "brats2023": CANONICAL_TO_BRATS2023}
 
@@ -58,6 +77,59 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _check_count(n: Any) -> int | None:
+    """``--n``: None (all label maps) or a positive whole number."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise MedsynthError(f"--n {n}: the number of cases must be a positive whole number")
+    return int(n)
+
+
+def _check_spacing(spacing_mm: Any) -> float | None:
+    """``--spacing``: None (the generator's grid) or a positive, finite voxel size in mm."""
+    if spacing_mm is None:
+        return None
+    try:
+        value = float(spacing_mm)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(spacing_mm, bool) or not math.isfinite(value) or value <= 0:
+        raise MedsynthError(f"--spacing {spacing_mm}: the voxel size must be a positive, finite number of mm")
+    return value
+
+
+MAX_RESAMPLED_VOXELS = 2**31  # per image: beyond this a single case would not fit in memory
+
+
+def _check_spacing_size(spacing_mm: float | None, generator) -> None:
+    if spacing_mm is None:
+        return
+    extent = np.asarray(generator.grid) * np.asarray(generator.spacing_mm)
+    voxels = float(np.prod(np.ceil(extent / spacing_mm)))
+    if voxels > MAX_RESAMPLED_VOXELS:
+        raise MedsynthError(
+            f"--spacing {spacing_mm:g}: resampling the generator's {generator.grid} grid at "
+            f"{generator.spacing_mm} mm would make {voxels:.3g} voxels per image; choose a coarser spacing"
+        )
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise MedsynthError(f"--seed {seed}: must be a non-negative whole number")
+    return int(seed)
+
+
+def _check_shard(shard: Any) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in shard)
+    except (TypeError, ValueError):
+        raise MedsynthError(f"shard {shard!r}: expected (i, n), e.g. (0, 4)") from None
+    if not 0 <= index < count:
+        raise MedsynthError(f"shard {index}/{count}: need 0 <= i < n")
+    return index, count
+
+
 def _style_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index, 1]).generate_state(1)[0] % (2**31))
 
@@ -78,6 +150,13 @@ def _make_sampler(sampler_args: dict[str, Any]):
     return LabelMapSampler(anatomies, tumors, sampler_args["config"], sampler_args.get("reshape"))
 
 
+def _fill_sampler(sampler_args: dict[str, Any], generator):
+    """The k-anonymity fill's sampler (with ``--labels``: from ``--from``), checked against the generator's grid."""
+    sampler = _make_sampler(sampler_args)
+    _check_sampler_geometry(sampler, generator)
+    return sampler
+
+
 class _LabelSource:
     """Label maps of a cohort: read from a label-map manifest, or sampled on the fly."""
 
@@ -86,13 +165,13 @@ class _LabelSource:
         self.sampler = None
         if labels is not None:
             manifest_path = labels / "manifest.json" if labels.is_dir() else labels
-            self.cases = manifest_cases(load_manifest(manifest_path))
+            self.cases = Manifest.load(manifest_path).cases()
             if not self.cases:
                 raise MedsynthError(f"{manifest_path}: no label maps")
             self.total = len(self.cases) if n is None else min(n, len(self.cases))
             self.description = {"label_maps": str(manifest_path.resolve())}
         else:
-            if not n:
+            if n is None:
                 raise MedsynthError("give --labels DIR or --n N")
             self.sampler = _make_sampler(sampler_args)
             self.total = n
@@ -104,13 +183,39 @@ class _LabelSource:
                 "reshape": to_dict(self.sampler.reshape),
             }
 
-    def get(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    def check_geometry(self, generator) -> None:
+        """Refuse label maps on another grid, spacing or orientation than the generator's, before anything is written.
+
+        Label map files are checked from their headers (cheap); their values are checked as
+        each case is made (:meth:`medsynth.models.generator.Generator.check_label_map`).
+        """
         if self.sampler is not None:
-            return self.sampler.sample(index, self.seed)
+            _check_sampler_geometry(self.sampler, generator)
+            return
+        import nibabel as nib
+
+        for case in self.cases[: self.total]:
+            try:
+                image = nib.load(str(case.label))
+                shape, affine = image.shape, image.affine
+            except Exception as exc:  # nibabel raises many types for missing, foreign or truncated files
+                raise DataError(f"{case.label}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+            generator.check_geometry(shape, affine, case.label)
+
+    def get(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any], str]:
+        """Label map, affine, record and the name refusals use (the file, or the sampled case)."""
+        if self.sampler is not None:
+            return (*self.sampler.sample(index, self.seed), f"sampled label map synth_{index:05d}")
         case = self.cases[index]
-        label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
+        # native dtype: a value such as 5.5 must be refused, not truncated to 5 (edema)
+        label_map, affine, _ = load_nifti(case.label, dtype=None)
         record = case.record.get("record", {"label_map": str(case.label), "split": case.split})
-        return label_map, affine, record
+        return label_map, affine, record, str(case.label)
+
+
+def _check_sampler_geometry(sampler, generator) -> None:
+    for anatomy in sampler.anatomies:
+        generator.check_geometry(anatomy.label_map.shape, anatomy.affine, f"{anatomy.source} ({anatomy.case_id})")
 
 
 def _provenance(index: int, seed: int, plan: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -144,9 +249,15 @@ def _write_case(
     provenance: dict[str, Any],
     spacing_mm: float | None,
     label_convention: str,
+    source: str | None = None,
 ) -> None:
-    """Synthesize one case from its label map and write it atomically into ``cases/<case_id>/``."""
+    """Synthesize one case from its label map and write it atomically into ``cases/<case_id>/``.
+
+    The label map is checked first (values, brain, geometry; ``source`` names it in a refusal).
+    """
     case_id = provenance["case_id"]
+    # whole numbers 0..7 with a brain, on the generator's grid: only then is the int16 cast lossless
+    label_map = generator.check_label_map(label_map, affine, source).astype(np.int16)
     images = generator.synthesize(label_map, seed=provenance["style_seed"], affine=affine).images
     if spacing_mm:
         from medsynth.cohort.geometry import resample
@@ -264,7 +375,9 @@ def _fill_to_k(
             "draw_seed": draw_seed,
             "draws": draws,
         }
-        _write_case(output, generator, label_map, affine, provenance, spacing_mm, label_convention)
+        _write_case(
+            output, generator, label_map, affine, provenance, spacing_mm, label_convention, f"sampled {case_id}"
+        )
         attributes[case_id] = landed
         written += 1
         index += 1
@@ -338,6 +451,11 @@ def generate_cohort(
     import medsynth
     from medsynth.labels.generate import LabelConfig
 
+    # every argument is checked before anything is written
+    n = _check_count(n)
+    spacing_mm = _check_spacing(spacing_mm)
+    seed = _check_seed(seed)
+    shard = _check_shard(shard)
     if label_convention not in LABEL_CONVENTIONS:
         raise MedsynthError(f"label convention must be one of {list(LABEL_CONVENTIONS)}")
     if k_anonymity is not None:
@@ -361,6 +479,11 @@ def generate_cohort(
         )
     sampler_args = {"sources": sources, "healthy": healthy, "config": label_config or LabelConfig(), "reshape": reshape}
     source = _LabelSource(Path(labels) if labels else None, n, seed, sampler_args)
+    source.check_geometry(generator)
+    _check_spacing_size(spacing_mm, generator)
+    fill_sampler = None
+    if k_anonymity is not None:
+        fill_sampler = source.sampler or _fill_sampler(sampler_args, generator)
     plan = {
         "format_version": 1,
         "generator": {
@@ -387,7 +510,9 @@ def generate_cohort(
                 "label_config": to_dict(sampler_args["config"]),
                 "reshape": to_dict(reshape) if reshape else None,
             }
-    output.mkdir(parents=True, exist_ok=True)
+    inputs = [checkpoint, labels, *sources, *(healthy or []), audit_against]
+    claim_output(output, "generate", inputs=[p for p in inputs if p is not None])
+    remove_stale_temporaries(output / "cases")  # hidden case folders of a killed run (kill -9 skips their clean-up)
     plan_path = output / "cohort_plan.json"
     if plan_path.exists():
         previous = read_json(plan_path)
@@ -407,10 +532,9 @@ def generate_cohort(
         if (folder / "provenance.json").exists():
             skipped += 1
             continue
-        label_map, affine, record = source.get(index)
-        _write_case(
-            output, generator, label_map, affine, _provenance(index, seed, plan, record), spacing_mm, label_convention
-        )
+        label_map, affine, record, name = source.get(index)
+        provenance = _provenance(index, seed, plan, record)
+        _write_case(output, generator, label_map, affine, provenance, spacing_mm, label_convention, name)
         written += 1
     present = sum((output / "cases" / f"synth_{i:05d}" / "provenance.json").exists() for i in range(source.total))
     finalized = present == source.total
@@ -423,7 +547,7 @@ def generate_cohort(
                 output,
                 generator,
                 plan,
-                source.sampler or _make_sampler(sampler_args),
+                fill_sampler,
                 source.total,
                 k_anonymity,
                 quasi_identifiers,

@@ -16,8 +16,12 @@ Modalities get medsynth's names: ``t1``, ``t1c``, ``t2``, ``flair``.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import itertools
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,15 +69,46 @@ class CaseFiles:
 
 
 def _nifti_files(root: Path, include: str) -> list[Path]:
+    """NIfTI names under ``root``, broken links included: a scanner refuses those it would use.
+
+    A folder that cannot be listed is an error (``Path.rglob`` skips it silently). Symbolic
+    links to folders are not followed.
+    """
+
+    def refuse(error: OSError) -> None:
+        raise DataError(f"{error.filename}: cannot list folder ({error.strerror})")
+
     files = [
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.name.endswith(NIFTI_SUFFIXES)
-        and not p.name.startswith(".")
-        and fnmatch.fnmatch(p.name, include)
+        Path(folder) / name
+        for folder, _, names in os.walk(root, onerror=refuse)
+        for name in names
+        if name.endswith(NIFTI_SUFFIXES) and not name.startswith(".") and fnmatch.fnmatch(name, include)
     ]
     return sorted(files)
+
+
+def _readable(path: Path) -> Path:
+    """``path``, after checking that it is a readable file; otherwise a :class:`DataError` naming it.
+
+    A dangling or looping symbolic link would otherwise drop a modality without a word.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: symbolic link loop") from None
+        if path.is_symlink():
+            raise DataError(f"{path}: broken symbolic link (target {os.readlink(path)} does not exist)") from None
+        if exc.errno == errno.ENOENT:
+            raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file")
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return path
 
 
 def _split_of(path: Path, root: Path) -> str | None:
@@ -100,15 +135,24 @@ def _scan_brats2013(root: Path, include: str) -> list[CaseFiles]:
             continue
         folder = path.parent
         case = cases.setdefault(folder, CaseFiles(case_id=folder.name, split=_split_of(path, root)))
-        if key == "label":
-            case.label = path
-        elif key == "mask":
-            case.mask = path
-        else:
-            if key in case.images:
-                raise DataError(f"{folder}: two files for modality {key!r}")
-            case.images[key] = path
+        _add(case, key, _readable(path))
     return list(cases.values())
+
+
+def _add(case: CaseFiles, key: str, path: Path) -> None:
+    """Record ``path`` as the ``key`` file (a modality, ``label`` or ``mask``) of ``case``; never overwrite one."""
+    existing = case.label if key == "label" else case.mask if key == "mask" else case.images.get(key)
+    if existing is not None:
+        raise DataError(
+            f"{path}: a second {key} file for case {case.case_id!r} (first: {existing}); "
+            "one case id must name one subject"
+        )
+    if key == "label":
+        case.label = path
+    elif key == "mask":
+        case.mask = path
+    else:
+        case.images[key] = path
 
 
 def _scan_suffix(root: Path, include: str, sep: str, table: dict[str, str]) -> list[CaseFiles]:
@@ -119,11 +163,14 @@ def _scan_suffix(root: Path, include: str, sep: str, table: dict[str, str]) -> l
         if not match or match["key"].lower() not in table:
             continue
         key = table[match["key"].lower()]
-        case = cases.setdefault(match["case"], CaseFiles(case_id=match["case"], split=_split_of(path, root)))
-        if key == "label":
-            case.label = path
-        else:
-            case.images[key] = path
+        split = _split_of(path, root)
+        case = cases.setdefault(match["case"], CaseFiles(case_id=match["case"], split=split))
+        if case.split != split:
+            raise DataError(
+                f"{path}: case id {case.case_id!r} is in two splits ({case.split} at {_first_file(case).parent}, "
+                f"{split} at {path.parent}); a subject in two splits leaks between them"
+            )
+        _add(case, key, _readable(path))
     return list(cases.values())
 
 
@@ -145,8 +192,8 @@ def _scan_msd(root: Path, include: str) -> tuple[list[CaseFiles], list[str]]:
             cases.append(
                 CaseFiles(
                     case_id=strip_nifti_suffix(image_path.name),
-                    images={"*": image_path},
-                    label=(root / label).resolve() if label else None,
+                    images={"*": _readable(image_path)},
+                    label=_readable((root / label).resolve()) if label else None,
                     split=split,
                 )
             )
@@ -155,7 +202,7 @@ def _scan_msd(root: Path, include: str) -> tuple[list[CaseFiles], list[str]]:
 
 def _scan_single(root: Path, include: str, kind: str) -> list[CaseFiles]:
     cases = []
-    for path in _nifti_files(root, include):
+    for path in map(_readable, _nifti_files(root, include)):
         case_id = strip_nifti_suffix(path.name)
         split = _split_of(path, root)
         if kind == "freesurfer":
@@ -163,6 +210,21 @@ def _scan_single(root: Path, include: str, kind: str) -> list[CaseFiles]:
         else:
             cases.append(CaseFiles(case_id=case_id, images={"t1": path}, split=split))
     return cases
+
+
+def _refuse_duplicate_ids(cases: list[CaseFiles]) -> None:
+    """Two cases with one id would overwrite each other downstream (and may be one subject in two splits)."""
+    for first, second in itertools.pairwise(cases):  # sorted by id
+        if first.case_id == second.case_id:
+            a, b = _first_file(first), _first_file(second)
+            raise DataError(
+                f"{b}: case id {first.case_id!r} found twice ({first.split or 'no split'} at {a.parent}, "
+                f"{second.split or 'no split'} at {b.parent}); one case id must name one subject"
+            )
+
+
+def _first_file(case: CaseFiles) -> Path:
+    return next(p for p in (*case.images.values(), case.label, case.mask) if p is not None)
 
 
 def detect_layout(root: Path) -> str:
@@ -213,6 +275,7 @@ def scan(root: str | Path, layout: str | None = None, include: str = "*"):
     if not cases:
         raise DataError(f"{root}: no cases found for layout {layout!r}")
     cases.sort(key=lambda c: c.case_id)
+    _refuse_duplicate_ids(cases)
 
     if layout == "msd":
         modalities = msd_modalities

@@ -15,40 +15,19 @@ Example::
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsynth import __version__
 from medsynth.data import layouts
 from medsynth.data.scheme import allowed_values
 from medsynth.errors import DataError
-from medsynth.io import load_nifti, read_json, sha256, write_json
+from medsynth.io import load_nifti, sha256
+from medsynth.manifest import Case, Manifest, provenance, write_manifest
 
-FORMAT_VERSION = 1
-SPLIT_KEYS = {"train": "training", "validation": "validation", "test": "test"}
 # Affines of a case's files must agree this closely (mm, and direction cosines * mm).
 AFFINE_TOLERANCE = 1e-3
-
-
-@dataclass
-class Case:
-    """One case of a manifest with absolute paths, as every stage consumes it."""
-
-    case_id: str
-    split: str
-    images: list[Path]  # one file per modality, or one 4D file
-    label: Path | None
-    mask: Path | None
-    record: dict[str, Any]  # the manifest entry as written (relative paths, extra keys)
-
-    @property
-    def files(self) -> list[Path]:
-        """Absolute paths of the case's files, in the order of :func:`entry_files`."""
-        return [*self.images, *(p for p in (self.label, self.mask) if p is not None)]
 
 
 def entry_files(entry: dict[str, Any]) -> list[str]:
@@ -62,7 +41,49 @@ def entry_files(entry: dict[str, Any]) -> list[str]:
 
 def file_checksums(entries: list[dict[str, Any]], base: Path) -> dict[str, str]:
     """SHA-256 of every file the entries name, keyed by their path relative to ``base``."""
-    return {rel: sha256(base / rel) for entry in entries for rel in entry_files(entry)}
+    return {rel: _readable_sha256(base / rel) for entry in entries for rel in entry_files(entry)}
+
+
+def _readable_sha256(path: Path) -> str:
+    try:
+        return sha256(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _shared_subjects(cases: list[Case], sums: dict[str, str], manifest: str | Path) -> list[str]:
+    """Case ids used twice, and one file's content under two case ids: each as a problem string.
+
+    Either way one subject may sit in two splits and leak between them. Content is compared by
+    SHA-256 (``sums``, keyed by the manifest's relative paths; computed when absent) of the
+    images, or of the label map for label-only cases; masks may legitimately be shared. A
+    repeated id is reported against ``manifest``, a repeated content against the file.
+    """
+    problems = []
+    first_split: dict[str, str] = {}
+    first_with: dict[str, tuple[str, Path]] = {}
+    for case in cases:
+        if case.case_id in first_split:
+            problems.append(
+                f"{manifest}: case id {case.case_id!r} appears twice (splits {first_split[case.case_id]} and "
+                f"{case.split}); one case id must name one subject"
+            )
+        first_split.setdefault(case.case_id, case.split)
+        rel_of = dict(zip(case.files, entry_files(case.record), strict=False))
+        for path in case.images or [p for p in (case.label,) if p is not None]:
+            digest = sums.get(rel_of.get(path, ""))
+            if digest is None:
+                try:
+                    digest = sha256(path)
+                except OSError:  # missing or unreadable: check_case names it
+                    continue
+            other_id, other_path = first_with.setdefault(digest, (case.case_id, path))
+            if other_id != case.case_id:
+                problems.append(
+                    f"{path}: same content as {other_path} (cases {other_id} and {case.case_id}); "
+                    "one subject under two case ids leaks between splits"
+                )
+    return problems
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -110,10 +131,12 @@ def build_manifest(
     split_source = _assign_splits(found, seed, validation_fraction)
     base = output.parent
     base.mkdir(parents=True, exist_ok=True)  # relative paths are resolved through it
-    sections: dict[str, list[dict[str, Any]]] = {}
+    entries: list[dict[str, Any]] = []
     sums: dict[str, str] = {}
+    cases: list[Case] = []
     for case in found:
         entry: dict[str, Any] = {"case_id": case.case_id, "split": case.split}
+        files = []
         if case.images:
             files = list(case.images.values()) if layout == "msd" else [case.images[m] for m in modalities]
             entry["image"] = [_relative(p, base) for p in files]
@@ -123,28 +146,28 @@ def build_manifest(
             entry["mask"] = _relative(case.mask, base)
         if checksums:
             sums.update(file_checksums([entry], base))
-        sections.setdefault(SPLIT_KEYS[case.split], []).append(entry)
-    manifest: dict[str, Any] = {
-        "name": name or data_dir.name,
-        "description": f"{layout} dataset at {_relative(data_dir, base)}",
-        "modality": {str(i): m for i, m in enumerate(modalities)},
-        "labels": _label_names(layouts.LABEL_SCHEMES[layout]),
-        "numTraining": len(sections.get("training", [])),
-        **{key: sections.get(key, []) for key in ("training", "validation", "test") if key in sections},
-        "medsynth": {
-            "format_version": FORMAT_VERSION,
-            "kind": "raw",
-            "layout": layout,
-            "label_scheme": layouts.LABEL_SCHEMES[layout],
-            "modalities": modalities,
-            "split_source": split_source,
-            "data_dir": _relative(data_dir, base),
-            "checksums": sums,
-            "created_by": {"medsynth": __version__, "command": " ".join(sys.argv)},
-        },
-    }
-    write_json(manifest, output)
-    return manifest
+            cases.append(Case(case.case_id, case.split, files, case.label, case.mask, entry))
+        entries.append(entry)
+    shared = _shared_subjects(cases, sums, output)  # ids are unique (layouts.scan); content compared when hashed
+    if shared:
+        raise DataError(shared[0] + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
+    settings = {"layout": layout, "include": include, "seed": seed, "validation_fraction": validation_fraction}
+    write_manifest(
+        output,
+        kind="raw",
+        name=name or data_dir.name,
+        description=f"{layout} dataset at {_relative(data_dir, base)}",
+        modalities=modalities,
+        labels=_label_names(layouts.LABEL_SCHEMES[layout]),
+        entries=entries,
+        provenance=provenance("manifest", config=settings, seed=seed, checksums=False, inputs=[data_dir]),
+        layout=layout,
+        label_scheme=layouts.LABEL_SCHEMES[layout],
+        split_source=split_source,
+        data_dir=_relative(data_dir, base),
+        checksums=sums,
+    )
+    return load_manifest(output)
 
 
 def _label_names(scheme: str | None) -> dict[str, str]:
@@ -163,44 +186,25 @@ def _label_names(scheme: str | None) -> dict[str, str]:
     return {str(i): n for i, n in enumerate(names.get(scheme, ["background"]))}
 
 
-def load_manifest(path: str | Path) -> dict[str, Any]:
-    """Read a manifest and check its structure (not its files: see :func:`check_manifest`)."""
-    path = Path(path)
-    manifest = read_json(path)
-    meta = manifest.get("medsynth") if isinstance(manifest, dict) else None
-    if not isinstance(meta, dict) or "modalities" not in meta:
-        raise DataError(f"{path}: not a medsynth manifest (no 'medsynth' section with 'modalities')")
-    if not any(isinstance(manifest.get(k), list) for k in SPLIT_KEYS.values()):
-        raise DataError(f"{path}: no 'training', 'validation' or 'test' list")
-    manifest["medsynth"]["path"] = str(path.resolve())
-    return manifest
+def load_manifest(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Read a manifest and check its structure (not its files: see :func:`check_manifest`); the JSON as a dict."""
+    return Manifest.load(path, kind=kind).data
 
 
 def manifest_cases(manifest: dict[str, Any], splits: tuple[str, ...] | None = None) -> list[Case]:
     """The cases of a loaded manifest with absolute paths, optionally only some splits."""
-    base = Path(manifest["medsynth"]["path"]).parent
-    cases = []
-    for split, key in SPLIT_KEYS.items():
-        if splits is not None and split not in splits:
-            continue
-        for entry in manifest.get(key, []):
-            image = entry.get("image", [])
-            images = [base / p for p in ([image] if isinstance(image, str) else image)]
-            cases.append(
-                Case(
-                    case_id=entry.get("case_id", Path(images[0]).name if images else "?"),
-                    split=entry.get("split", split),
-                    images=images,
-                    label=base / entry["label"] if entry.get("label") else None,
-                    mask=base / entry["mask"] if entry.get("mask") else None,
-                    record=entry,
-                )
-            )
-    return cases
+    return Manifest(manifest, manifest["medsynth"]["path"]).cases(splits)
 
 
 def _affines_close(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a, b, atol=AFFINE_TOLERANCE))
+
+
+def _without_trailing_singletons(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``(X, Y, Z, 1) -> (X, Y, Z)``: some writers store a 3D volume with a singleton 4th axis."""
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
 
 
 def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict[str, str]) -> list[str]:
@@ -220,7 +224,11 @@ def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict
         if rel in sums and sha256(path) != sums[rel]:
             problems.append(f"{path}: checksum differs from the manifest (file changed since build)")
         spatial = tuple(array.shape[:3])
-        if array.ndim not in (3, 4) or (array.ndim == 4 and role != "image"):
+        shape = _without_trailing_singletons(array.shape)
+        if role == "image" and len(case.images) == 1:  # one file may hold every modality as a 4th axis
+            if len(shape) not in (3, 4):
+                problems.append(f"{path}: expected a 3D or 4D (one volume per modality) image, got shape {array.shape}")
+        elif len(shape) != 3:
             problems.append(f"{path}: expected a 3D {role} volume, got shape {array.shape}")
         if reference is None:
             reference = (path, spatial, affine)
@@ -235,7 +243,7 @@ def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict
         return array
 
     images = [load(p, "image") for p in case.images]
-    if len(case.images) == 1 and images[0] is not None and images[0].ndim == 4:
+    if len(case.images) == 1 and images[0] is not None and images[0].ndim >= 4:
         if images[0].shape[3] != len(modalities):
             problems.append(
                 f"{case.images[0]}: {images[0].shape[3]} channels, manifest names {len(modalities)} modalities"
@@ -274,13 +282,16 @@ def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict
 def check_manifest(path: str | Path) -> list[str]:
     """Validate every case of the manifest at ``path``; return every problem found (empty = OK).
 
-    Checks: files exist and load; modalities, mask and label share shape and affine;
-    label values belong to the source scheme; no NaN/Inf; a non-empty brain mask; files
-    unchanged since the manifest was built (SHA-256).
+    Checks: files exist and load (``.nii.gz`` against their gzip CRC); volumes are 3D (or one
+    4D file of every modality); modalities, mask and label share shape and affine; label
+    values belong to the source scheme; no NaN/Inf; a non-empty brain mask; files unchanged
+    since the manifest was built (SHA-256); no case id twice and no image under two case ids.
     """
     manifest = load_manifest(path)
     meta = manifest["medsynth"]
+    sums = meta.get("checksums", {})
+    cases = manifest_cases(manifest)
     problems = []
-    for case in manifest_cases(manifest):
-        problems.extend(check_case(case, meta["modalities"], meta.get("label_scheme"), meta.get("checksums", {})))
-    return problems
+    for case in cases:
+        problems.extend(check_case(case, meta["modalities"], meta.get("label_scheme"), sums))
+    return problems + _shared_subjects(cases, sums, path)

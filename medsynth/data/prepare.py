@@ -13,7 +13,6 @@ The output folder appears only when every case succeeded.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ import numpy as np
 from medsynth import __version__
 from medsynth.config import save_config, to_dict
 from medsynth.data.manifest import (
-    FORMAT_VERSION,
-    SPLIT_KEYS,
     check_manifest,
     entry_files,
     file_checksums,
@@ -34,7 +31,8 @@ from medsynth.data.manifest import (
 from medsynth.data.preprocess import PreprocessConfig, build_transforms, cache_dir_for
 from medsynth.data.scheme import CLASS_NAMES, REGIONS
 from medsynth.errors import DataError
-from medsynth.io import atomic_path, save_nifti, sha256, write_json
+from medsynth.io import atomic_output, save_nifti, sha256
+from medsynth.manifest import provenance, write_manifest
 
 
 def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -54,6 +52,22 @@ def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         ]
         items.append(item)
     return items
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain: MONAI wraps a transform's error in ``applying transform <repr>``."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)) is not None:
+        if id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def class_volumes_ml(label_map: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
@@ -102,9 +116,8 @@ def prepare(
     dataset = PersistentDataset(items, transform=transforms, cache_dir=cache)
 
     started = time.perf_counter()
-    sections: dict[str, list[dict[str, Any]]] = {}
-    with atomic_path(output) as tmp:
-        tmp.mkdir(parents=True)
+    entries: list[dict[str, Any]] = []
+    with atomic_output(output, "prepare", inputs=[manifest_path]) as tmp:
         for index in tqdm(range(len(items)), desc="prepare", unit="case", disable=not progress):
             item = items[index]
             case_id = item["case_id"]
@@ -113,41 +126,34 @@ def prepare(
             except DataError:
                 raise
             except Exception as exc:
+                cause = _root_cause(exc)
+                if isinstance(cause, DataError):
+                    raise DataError(str(cause)) from exc
                 raise DataError(
-                    f"case {case_id} ({item.get('image') or item.get('label')}): preprocessing failed: {exc}"
+                    f"case {case_id} ({item.get('image') or item.get('label')}): preprocessing failed: "
+                    f"{_first_line(cause)}"
                 ) from exc
-            sections.setdefault(SPLIT_KEYS[item["split"]], []).append(
-                _write_case(tmp, case_id, item["split"], prepared, modalities, config, previews)
-            )
-        prepared_manifest = {
-            "name": f"{manifest.get('name', 'dataset')}_prepared",
-            "description": f"{manifest.get('name', 'dataset')} prepared by medsynth {__version__}",
-            "modality": {str(i): m for i, m in enumerate(modalities)},
-            "labels": {str(k): v for k, v in CLASS_NAMES.items()},
-            "numTraining": len(sections.get("training", [])),
-            **sections,
-            "medsynth": {
-                "format_version": FORMAT_VERSION,
-                "kind": "prepared",
-                "label_scheme": "canonical",
-                "source_label_scheme": label_scheme,
-                "source_layout": meta.get("layout"),
-                "modalities": modalities,
-                "preprocess": to_dict(config),
-                "source_manifest": str(Path(manifest_path).resolve()),
-                "source_manifest_sha256": sha256(manifest_path),
-                "checksums": {},
-                "created_by": {"medsynth": __version__, "command": " ".join(sys.argv)},
-                "seconds": round(time.perf_counter() - started, 2),
-            },
-        }
-        prepared_manifest["medsynth"]["checksums"] = file_checksums(
-            [entry for entries in sections.values() for entry in entries], tmp
-        )
+            entries.append(_write_case(tmp, case_id, item["split"], prepared, modalities, config, previews))
         save_config(config, tmp / "config.yaml")
-        write_json(prepared_manifest, tmp / "manifest.json")
-    prepared_manifest["medsynth"]["path"] = str(output / "manifest.json")
-    return prepared_manifest
+        write_manifest(
+            tmp / "manifest.json",
+            kind="prepared",
+            name=f"{manifest.get('name', 'dataset')}_prepared",
+            description=f"{manifest.get('name', 'dataset')} prepared by medsynth {__version__}",
+            modalities=modalities,
+            labels={str(k): v for k, v in CLASS_NAMES.items()},
+            entries=entries,
+            provenance=provenance("prepare", config=config, inputs=[manifest_path]),
+            label_scheme="canonical",
+            source_label_scheme=label_scheme,
+            source_layout=meta.get("layout"),
+            preprocess=to_dict(config),
+            source_manifest=str(Path(manifest_path).resolve()),
+            source_manifest_sha256=sha256(manifest_path),
+            checksums=file_checksums(entries, tmp),
+            seconds=round(time.perf_counter() - started, 2),
+        )
+    return load_manifest(output / "manifest.json")
 
 
 def _write_case(

@@ -73,6 +73,7 @@ def build_transforms(
     optional). Output keys: ``image`` (C, X, Y, Z float32), ``label_map`` (1, X, Y, Z,
     canonical scheme), ``mask`` (1, X, Y, Z, 0/1).
     """
+    from monai.data import NibabelReader
     from monai.transforms import (
         Compose,
         CropForegroundd,
@@ -89,7 +90,8 @@ def build_transforms(
     spatial_keys = [*loaded] if has_mask else [*loaded, "mask"]
     modes = ["bilinear" if k == "image" else "nearest" for k in spatial_keys]
     transforms = [
-        LoadImaged(keys=loaded, image_only=True),
+        # (X, Y, Z, 1) files read as 3D, as check_manifest accepts them (MONAI keeps the axis by default)
+        LoadImaged(keys=loaded, image_only=True, reader=NibabelReader(squeeze_non_spatial_dims=True)),
         EnsureChannelFirstd(keys=loaded),
     ]
     if not has_mask:

@@ -14,7 +14,6 @@ misses them is rejected and redrawn.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,9 @@ from scipy import ndimage
 
 from medsynth import __version__
 from medsynth.config import save_config, to_dict
-from medsynth.data.manifest import SPLIT_KEYS
 from medsynth.data.scheme import CLASS_NAMES, ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
-from medsynth.io import atomic_path, save_nifti, write_json
+from medsynth.io import atomic_output, save_nifti
 from medsynth.labels.locations import (
     HEMISPHERES,
     REGIONS,
@@ -41,6 +39,7 @@ from medsynth.labels.locations import (
 from medsynth.labels.placement import TumorParams, transform_tumor
 from medsynth.labels.reshape import ReshapeSpec
 from medsynth.labels.sources import Anatomy, Tumor, check_same_grid, read_sources
+from medsynth.manifest import Manifest, provenance, write_manifest
 
 _NAME_TO_CLASS = {name: value for value, name in CLASS_NAMES.items()}
 _MIN_DEPTH_RADII = 0.8  # a centre must lie this many equivalent-sphere radii inside the brain
@@ -296,8 +295,7 @@ def generate_label_maps(
     started = time.perf_counter()
     entries = []
     previews = []
-    with atomic_path(output) as tmp:
-        tmp.mkdir(parents=True)
+    with atomic_output(output, "labels", inputs=[*prepared_manifests, *(healthy_manifests or [])]) as tmp:
         for index in tqdm(range(n), desc="labels", unit="map", disable=not progress):
             label_map, affine, record = sampler.sample(index, seed)
             case_id = f"synth_{index:05d}"
@@ -307,39 +305,35 @@ def generate_label_maps(
             if len(previews) < 8:
                 previews.append(label_map)
         seconds = time.perf_counter() - started
-        sections: dict[str, list] = {}
-        for entry in entries:
-            sections.setdefault(SPLIT_KEYS[entry["split"]], []).append(entry)
-        manifest = {
-            "name": output.name,
-            "description": f"{n} synthetic tumor label maps made by medsynth {__version__}",
-            "modality": {},
-            "labels": {str(k): v for k, v in CLASS_NAMES.items()},
-            "numTraining": len(sections.get("training", [])),
-            **sections,
-            "medsynth": {
-                "format_version": 1,
-                "kind": "label_maps",
-                "label_scheme": "canonical",
-                "modalities": [],
-                "seed": seed,
-                "n": n,
-                "sources": [str(Path(p).resolve()) for p in prepared_manifests],
-                "healthy_sources": [str(Path(p).resolve()) for p in healthy_manifests or []],
-                "source_splits": list(splits),
-                "config": to_dict(config),
-                "reshape": to_dict(sampler.reshape),
-                "created_by": {"medsynth": __version__, "command": " ".join(sys.argv)},
-                "seconds": round(seconds, 2),
-            },
-        }
+        write_manifest(
+            tmp / "manifest.json",
+            kind="label_maps",
+            name=output.name,
+            description=f"{n} synthetic tumor label maps made by medsynth {__version__}",
+            modalities=[],
+            labels={str(k): v for k, v in CLASS_NAMES.items()},
+            entries=entries,
+            provenance=provenance(
+                "labels",
+                config={"config": to_dict(config), "reshape": to_dict(sampler.reshape), "splits": list(splits)},
+                seed=seed,
+                inputs=[*prepared_manifests, *(healthy_manifests or [])],
+            ),
+            label_scheme="canonical",
+            seed=seed,
+            n=n,
+            sources=[str(Path(p).resolve()) for p in prepared_manifests],
+            healthy_sources=[str(Path(p).resolve()) for p in healthy_manifests or []],
+            source_splits=list(splits),
+            config=to_dict(config),
+            reshape=to_dict(sampler.reshape),
+            seconds=round(seconds, 2),
+        )
         save_config(config, tmp / "config.yaml")
         save_config(sampler.reshape, tmp / "reshape.yaml")
-        write_json(manifest, tmp / "manifest.json")
         write_report(tmp, entries, sampler, seconds)
         _save_montage(tmp / "previews" / "label_maps.png", previews)
-    manifest["medsynth"]["path"] = str(output / "manifest.json")
-    return manifest
+    return Manifest.load(output / "manifest.json").data
 
 
 def _save_montage(path: Path, label_maps: list[np.ndarray]) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import DataError
 from medsynth.io import load_nifti, sha256
+from medsynth.manifest import Manifest
 
 
 @dataclass
@@ -88,10 +88,7 @@ def read_sources(
     anatomies: list[Anatomy] = []
     tumors: list[Tumor] = []
     for path in manifest_paths:
-        manifest = load_manifest(path)
-        if manifest["medsynth"].get("kind") != "prepared":
-            raise DataError(f"{path}: not a prepared manifest (run `medsynth prepare` on it first)")
-        for case in manifest_cases(manifest, splits=None if healthy else splits):
+        for case in Manifest.load(path, kind="prepared").cases(None if healthy else splits):
             label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
             digest = sha256(case.label)
             split = "healthy" if healthy else case.split

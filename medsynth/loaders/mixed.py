@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.scheme import ET, NETC, NUM_CLASSES, SNFH
 from medsynth.errors import MedsynthError
 from medsynth.io import read_json
+from medsynth.manifest import Manifest
 
 
 class LeakageError(MedsynthError):
@@ -31,9 +31,7 @@ class LeakageError(MedsynthError):
 
 def real_items(manifest: str | Path, splits: Sequence[str] = ("train",)) -> list[dict[str, Any]]:
     """Items (``image`` files, ``label``, ``case_id``, ``source='real'``) of a prepared manifest."""
-    loaded = load_manifest(manifest)
-    if loaded["medsynth"].get("kind") != "prepared":
-        raise MedsynthError(f"{manifest}: not a prepared manifest (run `medsynth prepare` first)")
+    loaded = Manifest.load(manifest, kind="prepared")
     return [
         {
             "image": [str(p) for p in c.images],
@@ -42,7 +40,7 @@ def real_items(manifest: str | Path, splits: Sequence[str] = ("train",)) -> list
             "source": "real",
             "split": c.split,
         }
-        for c in manifest_cases(loaded, splits=tuple(splits))
+        for c in loaded.cases(splits)
         if c.images
     ]
 
@@ -81,12 +79,10 @@ def synthetic_items(
     came from one of ``held_out_subjects`` (the real validation/test case ids of your run).
     """
     root = Path(cohort)
-    manifest = load_manifest(root / "manifest.json")
-    if manifest["medsynth"].get("kind") != "cohort":
-        raise MedsynthError(f"{cohort}: not a medsynth cohort (run `medsynth generate`)")
+    manifest = Manifest.load(root, kind="cohort")
     held_out = set(held_out_subjects or ())
     items, leaks = [], []
-    for case in manifest_cases(manifest):
+    for case in manifest.cases():
         provenance = read_json(root / case.record["provenance"])
         split = provenance.get("split", "train")
         leak = _leak(case.case_id, split, provenance.get("label_map_record", {}), held_out, allowed_splits)
@@ -120,12 +116,10 @@ def label_map_items(
     same leakage rules as :func:`synthetic_items` apply.
     """
     root = Path(labels)
-    manifest = load_manifest(root / "manifest.json" if root.is_dir() else root)
-    if manifest["medsynth"].get("kind") != "label_maps":
-        raise MedsynthError(f"{labels}: not a medsynth label-map folder (run `medsynth labels`)")
+    manifest = Manifest.load(root, kind="label_maps")
     held_out = set(held_out_subjects or ())
     items, leaks = [], []
-    for case in manifest_cases(manifest):
+    for case in manifest.cases():
         record = case.record.get("record", {})
         leak = _leak(case.case_id, case.split, record, held_out, allowed_splits)
         if leak:

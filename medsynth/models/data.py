@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.data.scheme import NUM_CLASSES
 from medsynth.errors import DataError
 from medsynth.io import load_nifti
+from medsynth.manifest import Manifest
 
 
 @dataclass
@@ -35,11 +35,9 @@ class TrainingSet:
 
 def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingSet:
     """Read the images and label maps of the given splits of a prepared manifest."""
-    manifest = load_manifest(manifest_path)
-    meta = manifest["medsynth"]
-    if meta.get("kind") != "prepared":
-        raise DataError(f"{manifest_path}: not a prepared manifest (run `medsynth prepare` first)")
-    cases = [c for c in manifest_cases(manifest, splits=tuple(splits)) if c.images]
+    manifest = Manifest.load(manifest_path, kind="prepared")
+    meta = manifest.meta
+    cases = [c for c in manifest.cases(splits) if c.images]
     if not cases:
         raise DataError(f"{manifest_path}: no cases with images in splits {splits}")
     images, label_maps = [], []

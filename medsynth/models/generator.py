@@ -14,18 +14,19 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
 from medsynth.config import from_dict
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import CLASS_NAMES, NUM_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import load_nifti, save_nifti
 from medsynth.models import checkpoint
 from medsynth.models.config import ModelConfig
 from medsynth.models.data import one_hot
 from medsynth.models.networks import build_generator
-from medsynth.models.train import autocast_dtype, cpu_has_bf16, select_device
+from medsynth.runtime import autocast_dtype, cpu_has_bf16, select_device
 
 
 @dataclass
@@ -50,11 +51,19 @@ class Synthesis:
 class Generator:
     """A trained conditional GAN or VAE: label map -> every modality at once."""
 
-    def __init__(self, state: dict, device: str | torch.device = "auto", precision: str = "auto") -> None:
+    def __init__(
+        self,
+        state: dict,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        source: str | Path | None = None,
+    ) -> None:
         self.kind: str = state["kind"]
         self.modalities: list[str] = list(state["modalities"])
         self.grid: tuple[int, int, int] = tuple(state["grid"])
         self.spacing_mm = tuple(state["spacing_mm"])
+        # axis codes of the training data; files saved before they were recorded were prepared in RAS (the default)
+        self.orientation: str = str(state.get("orientation", "RAS"))
         self.network = from_dict(ModelConfig, state["network"])
         self.device = select_device(str(device))
         if precision not in ("auto", "fp32", "bf16"):
@@ -65,9 +74,98 @@ class Generator:
         self.precision = "fp32" if self.autocast is None else "bf16"
         self.model = build_generator(self.kind, self.network, len(self.modalities), NUM_CLASSES, self.grid)
         weights = state.get("state_dict") or state["generator"]
-        self.model.load_state_dict(weights)
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MedsynthError(
+                f"{source or 'generator state'}: the weights do not fit the network its metadata describes ({first})"
+            ) from None
         self.model.to(self.device).eval()
         self.training = state.get("training", {})
+
+    def default_affine(self) -> np.ndarray:
+        """The generator's voxel geometry (its spacing and orientation, origin 0) for label maps without one."""
+        affine = np.eye(4)
+        for axis, (world, sign) in enumerate(nib.orientations.axcodes2ornt(tuple(self.orientation))):
+            affine[:3, axis] = 0.0
+            affine[int(world), axis] = sign * self.spacing_mm[axis]
+        return affine
+
+    def check_geometry(
+        self, shape: tuple[int, ...], affine: np.ndarray | None, source: str | Path | None = None
+    ) -> None:
+        """Refuse a label map whose voxel spacing, orientation (from ``affine``) or grid differ from the generator's.
+
+        The spacing is read from the affine, not the shape: a 1 mm label map cropped to a 2 mm
+        generator's grid would otherwise give a brain of half the size.
+        """
+        name = source if source is not None else "label map"
+        if affine is not None:
+            affine = np.asarray(affine, dtype=np.float64)
+            if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+                raise MedsynthError(f"{name}: its affine is not a finite, invertible 4x4 voxel-to-world matrix")
+            spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+            if not np.allclose(spacing, self.spacing_mm, rtol=1e-3, atol=1e-3):
+                shown = "x".join(f"{s:g}" for s in spacing)
+                expected = "x".join(f"{s:g}" for s in self.spacing_mm)
+                raise MedsynthError(
+                    f"{name}: voxel spacing {shown} mm differs from the generator's {expected} mm (the brain would "
+                    "come out at the wrong size); resample the label map or prepare the data with the generator's "
+                    "config"
+                )
+            codes = "".join(nib.aff2axcodes(affine))
+            if codes != self.orientation:
+                raise MedsynthError(
+                    f"{name}: orientation {codes} differs from the generator's {self.orientation} (it was trained on "
+                    f"{self.orientation} volumes); reorient the label map"
+                )
+        if len(shape) not in (3, 4) or tuple(shape[-3:]) != self.grid:
+            raise MedsynthError(
+                f"{name}: shape {tuple(shape)} does not match the generator's grid {self.grid} "
+                f"({self.spacing_mm} mm); prepare the data with the config the generator was trained on"
+            )
+
+    def check_label_map(
+        self, label_map: np.ndarray, affine: np.ndarray | None = None, source: str | Path | None = None
+    ) -> np.ndarray:
+        """Refuse what this generator cannot synthesize from; returns the label map(s) as int64.
+
+        Refused, with one line naming ``source``: a spacing, orientation (from ``affine``) or
+        grid other than the generator's, values that are not whole numbers (5.5 is not
+        truncated to 5), values outside the canonical scheme 0..7 (:mod:`medsynth.data.scheme`),
+        and a label map without brain (every voxel 0).
+        """
+        name = source if source is not None else "label map"
+        array = np.asarray(label_map)
+        self.check_geometry(array.shape, affine, source)
+        if array.dtype.kind not in "iuf":
+            raise MedsynthError(f"{name}: label map of type {array.dtype}; expected integer class values 0..7")
+        if array.dtype.kind == "f":
+            if not np.isfinite(array).all():
+                raise MedsynthError(f"{name}: label map contains NaN or infinite values")
+            fractional = array != np.round(array)
+            if fractional.any():
+                examples = ", ".join(f"{v:g}" for v in np.unique(array[fractional])[:3])
+                raise MedsynthError(
+                    f"{name}: label values must be whole numbers (canonical classes 0..{NUM_CLASSES - 1}); "
+                    f"found {examples}"
+                )
+        outside = (array < 0) | (array >= NUM_CLASSES)
+        if outside.any():
+            values = np.unique(array[outside])
+            shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
+            raise MedsynthError(
+                f"{name}: label values {shown} are outside the canonical scheme 0..{NUM_CLASSES - 1} "
+                f"({', '.join(f'{k} {v}' for k, v in CLASS_NAMES.items())}); convert source labels with "
+                "`medsynth prepare`"
+            )
+        cases = array.reshape(-1, *array.shape[-3:])
+        for index, case in enumerate(cases):
+            if not case.any():
+                where = f"{name} (case {index} of the batch)" if array.ndim == 4 else name
+                raise MedsynthError(f"{where}: no brain: every voxel is background (0); nothing to synthesize")
+        return array.astype(np.int64, copy=False)
 
     @torch.no_grad()
     def synthesize(
@@ -75,25 +173,23 @@ class Generator:
         label_map: np.ndarray | str | Path,
         seed: int | list[int] | None = None,
         affine: np.ndarray | None = None,
+        source: str | Path | None = None,
     ) -> Synthesis:
         """Synthesize the modalities of a canonical label map (X, Y, Z) or a batch (B, X, Y, Z).
 
         A path reads the label map and its affine from NIfTI. ``seed`` fixes the style
         latent (one per case for a batch: an int seeds case i with ``seed + i``); the GAN's
         noise and the VAE's prior sample both come from it. Outputs are 0 outside the brain.
+        The label map is checked first (:meth:`check_label_map`; ``source`` names it in
+        refusals, a path names itself). Without an affine the result gets the generator's
+        spacing and orientation (:meth:`default_affine`).
         """
         if isinstance(label_map, str | Path):
-            label_map, affine, _ = load_nifti(label_map, dtype=np.int64)
-        array = np.asarray(label_map)
+            source = label_map
+            label_map, affine, _ = load_nifti(label_map, dtype=None)
+        array = self.check_label_map(label_map, affine, source)
         single = array.ndim == 3
         batch = array[None] if single else array
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.grid:
-            raise MedsynthError(
-                f"label map shape {array.shape} does not match the generator's grid {self.grid} "
-                f"({self.spacing_mm} mm); prepare the data with the config the generator was trained on"
-            )
-        if batch.min() < 0 or batch.max() >= NUM_CLASSES or not np.all(batch == np.round(batch)):
-            raise MedsynthError(f"label map values must be canonical classes 0..{NUM_CLASSES - 1}")
         if seed is None:
             seeds = [int(s) for s in np.random.SeedSequence().generate_state(len(batch))]
         elif isinstance(seed, int):
@@ -108,17 +204,15 @@ class Generator:
             images = decode(one_hot(labels), z.to(self.device))
         images = images.float() * (labels > 0).unsqueeze(1)
         images = images.float().cpu().numpy()
-        affine = np.eye(4) if affine is None else np.asarray(affine)
+        affine = self.default_affine() if affine is None else np.asarray(affine)
         return Synthesis(images[0] if single else images, self.modalities, affine, seeds)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "auto", precision: str = "auto") -> Generator:
-    """Load a ``generator.pt`` or a training ``checkpoint.pt`` (safely, ``weights_only=True``).
+    """Load a ``generator.pt`` or a training ``checkpoint.pt`` (safely, ``weights_only=True``, checksum checked).
 
     ``precision``: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), ``fp32`` or ``bf16``.
     The same seed gives slightly different voxels in bf16 and fp32; ``Generator.precision`` says which ran.
     """
-    state = checkpoint.load(path)
-    if "kind" not in state:
-        raise MedsynthError(f"{path}: checkpoint has no generator metadata")
-    return Generator(state, device=device, precision=precision)
+    state = checkpoint.load(path, expect="generator")
+    return Generator(state, device=device, precision=precision, source=path)

@@ -63,13 +63,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from medsynth.data.manifest import SPLIT_KEYS
 from medsynth.errors import MedsynthError
+from medsynth.manifest import SPLIT_KEYS
 from medsynth.models.config import TrainConfig
 from medsynth.models.data import TrainingSet, load_training_set, one_hot
 from medsynth.models.losses import patch_loss_per_sample
+from medsynth.models.steps import Batch, PatchDiscriminatorStep, Synthesis
 
 MECHANISM = "DP-SGD (Opacus) on the discriminator"
 INSTALL_HINT = "pip install 'medsynth[privacy]' (Opacus >= 1.5)"
@@ -114,20 +114,19 @@ def _seed(secret: int, stream: int, step: int) -> int:
     return int(np.random.SeedSequence([secret, stream, step]).generate_state(1, dtype=np.uint64)[0])
 
 
-class PrivateDiscriminator:
-    """The discriminator's DP-SGD update and its privacy accounting (see the module docstring).
+class PrivateDiscriminator(PatchDiscriminatorStep):
+    """The discriminator step made private: DP-SGD update and privacy accounting (see the module docstring).
 
-    ``state`` is what :meth:`state` returned into a checkpoint (``--resume``): the secret seed,
-    the noise multiplier and the accountant's history, as plain numbers.
+    Takes over ``discriminator``'s network, optimizer and schedule, as built (and restored by
+    ``--resume``) for the plain step. ``state`` is what :meth:`privacy_state` returned into a
+    checkpoint: the secret seed, the noise multiplier and the accountant's history, as plain numbers.
     """
 
     def __init__(
         self,
         config: TrainConfig,
         data: TrainingSet,
-        discriminator: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        device: torch.device,
+        discriminator: PatchDiscriminatorStep,
         world: int,
         state: dict[str, Any] | None = None,
     ) -> None:
@@ -151,15 +150,16 @@ class PrivateDiscriminator:
                 f"privacy.delta {privacy.delta:g} must be below 1 / {cases} training cases "
                 "(a larger delta allows releasing a whole case)"
             )
-        errors = ModuleValidator.validate(discriminator, strict=False)
+        errors = ModuleValidator.validate(discriminator.network, strict=False)
         if errors:
             raise MedsynthError(
                 "Opacus cannot compute per-sample gradients of the discriminator: "
                 + "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             )
-        self.config = config
+        super().__init__(
+            config, discriminator.placement, discriminator.network, discriminator.optimizer, discriminator.scheduler
+        )
         self.data = data
-        self.device = device
         self.sample_rate = config.batch_size / cases
         if state is not None:
             if abs(state["sample_rate"] - self.sample_rate) > 1e-12:
@@ -180,12 +180,13 @@ class PrivateDiscriminator:
         # loss_reduction="sum" with a loss that sums per-row losses makes grad_sample hold each
         # row's own gradient; the optimizer then averages the clipped, noised sum over the
         # expected row count (q * N real + batch_size synthetic), which does not depend on the data.
-        self.module = GradSampleModule(discriminator, loss_reduction="sum")
+        self.module = GradSampleModule(self.network, loss_reduction="sum")
         self.module.disable_hooks()  # only the DP update needs per-sample gradients, not the generator's pass
-        self.noise_rng = torch.Generator(device)
+        self.noise_rng = torch.Generator(self.placement.device)
         self.sampling_rng = torch.Generator()
-        self.optimizer = DPOptimizer(
-            optimizer,
+        # wraps self.optimizer, which keeps the parameters' state (checkpoints save it)
+        self.private_optimizer = DPOptimizer(
+            self.optimizer,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=privacy.max_grad_norm,
             expected_batch_size=2 * config.batch_size,
@@ -214,13 +215,18 @@ class PrivateDiscriminator:
             )
         return pool.label_maps, pool.case_ids
 
-    def draw_label_maps(self, batch_size: int, flip_probability: float) -> torch.Tensor:
-        """Conditioning label maps for the generator, from the global (public, per-step seeded) RNG."""
+    def draw_batch(self, data: TrainingSet) -> Batch:
+        """Conditioning label maps for the generator, from the global (public, per-step seeded) RNG.
+
+        No real image: the generator sees none, and the label maps are drawn independently of the
+        discriminator's private batch (:meth:`update`).
+        """
+        batch_size = self.config.batch_size
         index = torch.randint(len(self.conditioning), (batch_size,))
-        flips = torch.rand(batch_size) < flip_probability
+        flips = torch.rand(batch_size) < self.config.flip_probability
         label_maps = self.conditioning[index].clone()
         label_maps[flips] = label_maps[flips].flip(1)  # axis 0 of a RAS volume is left-right
-        return label_maps
+        return Batch.on(self.placement, label_maps)
 
     def _poisson_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         cases = len(self.data.case_ids)
@@ -231,21 +237,20 @@ class PrivateDiscriminator:
         label_maps[flips] = label_maps[flips].flip(1)
         return images, label_maps
 
-    def discriminator_step(
-        self, step: int, fake: torch.Tensor, seg: torch.Tensor, memory_format: torch.memory_format
-    ) -> float:
-        """One DP-SGD update of the discriminator on a Poisson batch of real cases and ``fake``.
+    def update(self, step: int, batch: Batch, synthesis: Synthesis) -> dict[str, float]:
+        """One DP-SGD update of the discriminator on a Poisson batch of real cases and ``synthesis.judged``.
 
-        ``fake`` are the generator's images for the one-hot conditioning label maps ``seg``.
-        Returns the mean per-row loss (the non-private ``d`` loss when real and fake rows are
-        equally many).
+        ``batch`` (the generator's conditioning, no real image) is not used: the real rows are
+        drawn here from the secret seed. Logs as ``d`` the mean per-row loss (the non-private
+        ``d`` loss when real and fake rows are equally many).
         """
+        device = self.placement.device
         self.sampling_rng.manual_seed(_seed(self.secret, 0, step))
         self.noise_rng.manual_seed(_seed(self.secret, 1, step))
         images, label_maps = self._poisson_batch()
-        real = torch.cat([images.to(self.device), one_hot(label_maps.to(self.device))], 1)
-        synthetic = torch.cat([fake.detach().float(), seg.float()], 1)
-        rows = torch.cat([real, synthetic]).contiguous(memory_format=memory_format)
+        real = torch.cat([images.to(device), one_hot(label_maps.to(device))], 1)
+        synthetic = torch.cat([synthesis.judged.detach().float(), synthesis.judged_seg.float()], 1)
+        rows = torch.cat([real, synthetic]).contiguous(memory_format=self.placement.memory_format)
         kind = self.config.loss.adversarial
         self.module.enable_hooks()
         try:
@@ -256,16 +261,17 @@ class PrivateDiscriminator:
                     patch_loss_per_sample(kind, [logit[len(real) :] for logit in logits], target_is_real=False),
                 ]
             )
-            self.optimizer.zero_grad(set_to_none=True)
+            self.private_optimizer.zero_grad(set_to_none=True)
             with warnings.catch_warnings():
                 # the input rows need no gradient; Opacus only needs the first layer's output gradient
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
                 per_row.sum().backward()
         finally:
             self.module.disable_hooks()
-        self.optimizer.step()
+        self.private_optimizer.step()
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
-        return per_row.mean().item()
+        self.scheduler.step()
+        return {"d": per_row.mean().item()}
 
     @property
     def steps(self) -> int:
@@ -278,7 +284,10 @@ class PrivateDiscriminator:
             return 0.0
         return float(self.accountant.get_epsilon(self.config.privacy.delta))
 
-    def state(self) -> dict[str, Any]:
+    def log_values(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon()}
+
+    def privacy_state(self) -> dict[str, Any]:
         """What ``--resume`` needs, as plain numbers (checkpoints load with ``weights_only=True``).
 
         Holds the secret seed: keep ``checkpoint.pt`` with the training data.
@@ -290,7 +299,7 @@ class PrivateDiscriminator:
             "history": [list(entry) for entry in self.accountant.history],
         }
 
-    def report(self) -> dict[str, Any]:
+    def privacy_report(self) -> dict[str, Any]:
         """The public privacy record written into ``generator.pt`` (and from there the dataset card)."""
         privacy = self.config.privacy
         conditioned = bool(privacy.conditioning_manifest)
@@ -327,7 +336,7 @@ class PrivateDiscriminator:
 
 
 def describe(report: dict[str, Any]) -> str:
-    """One paragraph for the CLI and the dataset card from a :meth:`PrivateDiscriminator.report`."""
+    """One paragraph for the CLI and the dataset card from a :meth:`PrivateDiscriminator.privacy_report`."""
     text = (
         f"({report['epsilon']:.3g}, {report['delta']:g})-differentially private after {report['steps']} steps of "
         f"{report['mechanism']} (noise multiplier {report['noise_multiplier']:.3g}, clipping norm "

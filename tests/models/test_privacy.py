@@ -18,10 +18,10 @@ from medsynth.cli import main
 from medsynth.config import from_dict
 from medsynth.errors import ConfigError, MedsynthError
 from medsynth.models import checkpoint
-from medsynth.models.config import ModelConfig, TrainConfig
-from medsynth.models.data import load_training_set, one_hot
+from medsynth.models.config import TrainConfig
+from medsynth.models.data import load_training_set
 from medsynth.models.losses import discriminator_loss, patch_loss_per_sample
-from medsynth.models.networks import MultiScaleDiscriminator
+from medsynth.models.steps import PatchDiscriminatorStep, Placement, Synthesis
 from medsynth.models.train import train
 
 pytest.importorskip("opacus")
@@ -30,6 +30,7 @@ from medsynth.models.privacy import PrivateDiscriminator, describe, epsilon_spen
 
 TINY_NET = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "d_channels": 4, "d_layers": 2, "d_scales": 2}
 REPO = Path(__file__).resolve().parents[2]
+CPU = torch.device("cpu")
 DP_LOSS = {"feature_matching_weight": 0.0, "reconstruction_weight": 0.0}
 
 
@@ -204,17 +205,16 @@ def test_each_case_gradient_is_exact_and_clipped(prepared_phantoms):
     config = tiny_dp(prepared_phantoms, {"noise_seed": 1, "max_grad_norm": 1e-3, "noise_multiplier": 1e-9})
     data = load_training_set(config.manifest, config.splits)
     torch.manual_seed(0)
-    discriminator = MultiScaleDiscriminator(len(data.modalities) + 8, from_dict(ModelConfig, TINY_NET))
-    optimizer = torch.optim.Adam(discriminator.parameters())
-    dp = PrivateDiscriminator(config, data, discriminator, optimizer, torch.device("cpu"), world=1)
-    seg = one_hot(dp.draw_label_maps(1, 0.0))
+    dp = PrivateDiscriminator(config, data, PatchDiscriminatorStep.build(config, data, Placement(CPU)), world=1)
+    batch = dp.draw_batch(data)
+    assert batch.images is None  # the generator's conditioning carries no real image
     fake = torch.randn(1, len(data.modalities), *data.grid)
-    params = list(discriminator.parameters())
+    params = list(dp.network.parameters())
     # the synthetic row alone, by plain autograd, before the update changes the weights
-    logits, _ = discriminator(torch.cat([fake, seg], 1))
+    logits, _ = dp.network(torch.cat([fake, batch.seg], 1))
     patch_loss_per_sample("hinge", logits, target_is_real=False).sum().backward()
     synthetic_gradient = [p.grad.clone() for p in params]
-    dp.discriminator_step(0, fake, seg, torch.contiguous_format)
+    assert set(dp.update(0, batch, Synthesis(fake, fake, batch.seg))) == {"d"}
     per_sample = [p.grad_sample for p in params]
     assert all(
         torch.allclose(g[-1], r, atol=1e-6, rtol=1e-4) for g, r in zip(per_sample, synthetic_gradient, strict=True)
