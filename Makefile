@@ -15,6 +15,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check medsynth tests scripts
 	$(BIN)/ruff format --check medsynth tests scripts
+	$(BIN)/lint-imports  # the pipeline's layer order and no import cycle: [tool.importlinter] in pyproject.toml
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -12,9 +12,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.errors import MedsynthError
+
+if TYPE_CHECKING:
+    from medsynth.labels import LabelConfig
 
 
 def _manifest_build(args: argparse.Namespace) -> int:
@@ -57,13 +61,29 @@ def _manifest_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from medsynth.config import load_config
-    from medsynth.data.prepare import prepare
-    from medsynth.data.preprocess import PreprocessConfig
+def _shorthand(overrides: list[str], section: str, cls: type) -> list[str]:
+    """``grid=...`` for ``preprocess.grid=...``: a key of ``cls`` at the top level means ``section.key``."""
+    from dataclasses import fields
 
-    config = load_config(PreprocessConfig, args.config, args.overrides)
-    manifest = prepare(args.manifest, args.output, config, cache_dir=args.cache_dir, previews=not args.no_previews)
+    inner = {f.name for f in fields(cls)}
+    return [f"{section}.{o}" if o.partition("=")[0].split(".")[0] in inner else o for o in overrides]
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import json
+
+    from medsynth.config import load_config
+    from medsynth.data.config import PrepareConfig, PreprocessConfig
+    from medsynth.data.manifest import load_manifest
+    from medsynth.data.prepare import run_prepare
+
+    flags = [f"manifest={json.dumps(str(args.manifest))}"]
+    if args.cache_dir is not None:
+        flags.append(f"cache_dir={json.dumps(str(args.cache_dir))}")
+    if args.no_previews:
+        flags.append("previews=false")
+    config = load_config(PrepareConfig, args.config, flags + _shorthand(args.overrides, "preprocess", PreprocessConfig))
+    manifest = load_manifest(run_prepare(config, args.output))
     print(
         f"wrote {args.output}: {manifest['numTraining']} training case(s), "
         f"{sum(len(manifest.get(k, [])) for k in ('validation', 'test'))} other, "
@@ -73,33 +93,36 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from medsynth.config import load_config
-    from medsynth.labels import LabelConfig, ReshapeSpec, generate_label_maps
+    import json
 
-    config = load_config(LabelConfig, args.config, args.overrides)
-    reshape = load_config(ReshapeSpec, args.reshape) if args.reshape else None
-    manifest = generate_label_maps(
-        args.sources,
-        args.output,
-        n=args.n,
-        seed=args.seed,
-        healthy_manifests=args.healthy,
-        config=config,
-        reshape=reshape,
-        splits=tuple(args.splits),
-    )
-    seconds = manifest["medsynth"]["seconds"]
-    print(f"wrote {args.output}: {args.n} label maps in {seconds:.1f} s; report: {args.output / 'report.md'}")
+    from medsynth.config import load_config, to_dict
+    from medsynth.labels import LabelConfig, LabelsConfig, ReshapeSpec, run_labels
+    from medsynth.manifest import Manifest
+
+    flags = []
+    if args.sources is not None:
+        flags.append(f"sources={json.dumps([str(p) for p in args.sources])}")
+    if args.healthy is not None:
+        flags.append(f"healthy={json.dumps([str(p) for p in args.healthy])}")
+    for name in ("n", "seed", "splits"):
+        if getattr(args, name) is not None:
+            flags.append(f"{name}={json.dumps(getattr(args, name))}")
+    if args.reshape is not None:
+        flags.append(f"reshape={json.dumps(to_dict(load_config(ReshapeSpec, args.reshape)))}")
+    config = load_config(LabelsConfig, args.config, flags + _shorthand(args.overrides, "placement", LabelConfig))
+    path = run_labels(config, args.output)
+    seconds = Manifest.load(path).meta["seconds"]
+    print(f"wrote {args.output}: {config.n} label maps in {seconds:.1f} s; report: {args.output / 'report.md'}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from medsynth.config import load_config
     from medsynth.models.config import TrainConfig
-    from medsynth.models.train import train
+    from medsynth.models.train import run_train
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    path = train(config, args.output, resume=args.resume)
+    path = run_train(config, args.output, resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"wrote {path}")
         if config.privacy.enabled:
@@ -111,29 +134,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from medsynth.cohort.generate import generate_cohort, parse_shard
-    from medsynth.config import load_config
-    from medsynth.labels import LabelConfig, ReshapeSpec
+def _placement_config(path: Path) -> LabelConfig:
+    """The placement settings of a `medsynth labels` config (its ``placement:`` block), or a flat placement file."""
+    from medsynth.config import from_dict, load_config, read_config_file
+    from medsynth.labels import LabelConfig
 
-    status = generate_cohort(
-        args.checkpoint,
-        args.output,
+    data = read_config_file(path)
+    if "placement" in data:
+        return from_dict(LabelConfig, data["placement"] or {}, where=f"{path}: placement")
+    return load_config(LabelConfig, path)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from medsynth.cohort.config import load_generate_config
+    from medsynth.cohort.generate import generate_cases
+    from medsynth.config import load_config, to_dict
+    from medsynth.labels import ReshapeSpec
+
+    # the file, then the flags (shorthands for its fields), then KEY=VALUE overrides
+    config = load_generate_config(
+        args.config,
+        args.overrides,
+        checkpoint=args.checkpoint,
         labels=args.labels,
         n=args.n,
+        sources=args.sources,
+        healthy=args.healthy,
+        label_config=to_dict(_placement_config(args.label_config)) if args.label_config else None,
+        reshape=to_dict(load_config(ReshapeSpec, args.reshape)) if args.reshape else None,
         seed=args.seed,
-        shard=parse_shard(args.shard),
+        shard=args.shard,
         spacing_mm=args.spacing,
         label_convention=args.label_convention,
-        label_sources=args.sources,
-        healthy=args.healthy,
-        label_config=load_config(LabelConfig, args.label_config),
-        reshape=load_config(ReshapeSpec, args.reshape) if args.reshape else None,
+        precision=args.precision,
         audit_against=args.audit_against,
         allow_flagged=args.allow_flagged,
         k_anonymity=args.k_anonymity,
-        precision=args.precision,
     )
+    status = generate_cases(config, args.output)
     print(
         f"{args.output}: wrote {status.written}, skipped {status.skipped} finished; {status.present}/{status.total} "
         + ("cases; cohort finalized (manifest, checksums, README.md)" if status.finalized else "cases present")
@@ -169,17 +207,26 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from medsynth.audit.run import audit
+    import json
 
-    summary = audit(
-        args.real,
-        args.synthetic,
-        args.output,
-        train_split=args.train_split,
-        generator=args.generator,
-        features=args.features,
-        feature_steps=args.feature_steps,
-    )
+    from medsynth.audit.config import AuditConfig
+    from medsynth.audit.run import run_audit
+    from medsynth.config import from_dict, load_config, to_dict
+
+    # precedence: config file, then the shorthand flags, then KEY=VALUE overrides
+    data = to_dict(load_config(AuditConfig, args.config))
+    flags = {
+        "real_manifest": args.real,
+        "cohort": args.synthetic,
+        "train_split": args.train_split,
+        "generator": args.generator,
+        "features": args.features,
+        "feature_steps": args.feature_steps,
+    }
+    data.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
+    config = from_dict(AuditConfig, data, args.overrides, where=str(args.config or "audit"))
+    report = run_audit(config, args.output)
+    summary = json.loads((report.parent / "report.json").read_text())
     for check, verdict in summary["verdicts"].items():
         print(f"{check:22s} {verdict['verdict']:14s} {verdict['basis']}")
     print(f"report: {args.output / 'report.md'} (exit 1 when copies are found)")
@@ -192,8 +239,8 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     config = load_config(BenchmarkConfig, args.config, args.overrides)
     arms = [a for a in args.arms.split(",") if a] if args.arms else None
-    run_benchmark(config, args.output, arms=arms)
-    print(f"report: {args.output / 'report.md'} (table), {args.output / 'benchmark.png'} (plot)")
+    report = run_benchmark(config, args.output, arms=arms)
+    print(f"report: {report} (table), {report.parent / 'benchmark.png'} (plot), {report.parent / 'results.json'}")
     return 0
 
 
@@ -246,14 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="preprocess a manifest: RAS, spacing, fixed grid, normalisation, anatomy label maps",
         description="Example: medsynth prepare manifest.json --config configs/prepare_cpu.yaml -o prepared "
-        "[spacing_mm=[1,1,1] grid=[160,192,160]]",
+        "[spacing_mm=[1,1,1] grid=[160,192,160]] (writes the resolved config as prepared/config.yaml)",
     )
-    prep.add_argument("manifest", type=Path)
+    prep.add_argument("manifest", type=Path, help="manifest to prepare (sets manifest=)")
     prep.add_argument("-o", "--output", type=Path, required=True, help="output folder (must not be half-written)")
-    prep.add_argument("--config", type=Path, help="YAML preprocessing config (default: CPU settings)")
+    prep.add_argument("--config", type=Path, help="YAML prepare config (configs/prepare_*.yaml; default: CPU settings)")
     prep.add_argument("--cache-dir", type=Path, help="cache root (default: $MEDSYNTH_CACHE or ~/.cache/medsynth)")
-    prep.add_argument("--no-previews", action="store_true", help="skip the preview PNGs")
-    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    prep.add_argument("--no-previews", action="store_true", help="skip the preview PNGs (sets previews=false)")
+    prep.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides; keys of the preprocess section may drop the prefix (grid=... is preprocess.grid=...)",
+    )
     prep.set_defaults(func=_prepare)
 
     labels = commands.add_parser(
@@ -269,25 +321,35 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sources",
         type=Path,
         nargs="+",
-        required=True,
         metavar="PREPARED_MANIFEST",
-        help="prepared manifest(s) with tumors (their subjects' anatomies are targets too)",
+        help="prepared manifest(s) with tumors (their subjects' anatomies are targets too); sets sources=",
     )
     labels.add_argument(
         "--healthy",
         type=Path,
         nargs="*",
-        default=[],
         metavar="PREPARED_MANIFEST",
-        help="prepared manifest(s) of healthy anatomies (SynthSeg, Colin27)",
+        help="prepared manifest(s) of healthy anatomies (SynthSeg, Colin27); sets healthy=",
     )
-    labels.add_argument("--n", type=int, required=True, help="number of label maps")
-    labels.add_argument("--seed", type=int, default=0)
-    labels.add_argument("--reshape", type=Path, help="YAML of target distributions (configs/reshape/)")
-    labels.add_argument("--config", type=Path, help="YAML placement config (configs/labels_default.yaml)")
-    labels.add_argument("--splits", nargs="+", default=["train"], help="source splits to use (default: train)")
+    labels.add_argument("--n", type=int, help="number of label maps (sets n=)")
+    labels.add_argument("--seed", type=int, help="sets seed= (default 0)")
+    labels.add_argument("--reshape", type=Path, help="YAML of target distributions (configs/reshape/); sets reshape=")
+    labels.add_argument(
+        "--config", type=Path, help="YAML labels config (configs/labels_default.yaml); flags and KEY=VALUE override it"
+    )
+    labels.add_argument(
+        "--splits",
+        nargs="+",
+        choices=["train", "validation", "test"],
+        help="source splits to use (sets splits=; default: train)",
+    )
     labels.add_argument("-o", "--output", type=Path, required=True)
-    labels.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    labels.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides; keys of the placement section may drop the prefix (max_rotation_deg=90)",
+    )
     labels.set_defaults(func=_labels)
 
     train = commands.add_parser(
@@ -308,11 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser(
         "generate",
         help="generate a synthetic cohort (NIfTI, manifest, checksums, dataset card) from a generator",
-        description="Example: medsynth generate --checkpoint medsynth/pretrained/vae_cpu.pt --n 50 -o cohort. "
+        description="Example: medsynth generate --checkpoint medsynth/pretrained/vae_cpu.pt --n 50 -o cohort, or "
+        "medsynth generate --config configs/generate_default.yaml checkpoint=gen.pt n=50 -o cohort. "
+        "Flags set the config's fields (configs/generate_default.yaml documents them); KEY=VALUE overrides win. "
         "Re-running skips finished cases; --shard i/n splits a cohort over processes or machines.",
     )
-    gen.add_argument("--checkpoint", type=Path, required=True, help="generator.pt or checkpoint.pt")
-    source = gen.add_mutually_exclusive_group(required=True)
+    gen.add_argument("--config", type=Path, help="YAML cohort config (configs/generate_default.yaml)")
+    gen.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys nest)")
+    gen.add_argument("--checkpoint", type=Path, help="generator.pt or checkpoint.pt (config: checkpoint)")
+    source = gen.add_mutually_exclusive_group()
     source.add_argument("--labels", type=Path, help="label maps from `medsynth labels` (folder or manifest)")
     source.add_argument(
         "--n", type=int, help="sample N new label maps (from --from, default: the model's training data)"
@@ -325,18 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PREPARED_MANIFEST",
         help="tumor sources for --n (default: the manifest the generator was trained on)",
     )
-    gen.add_argument("--healthy", type=Path, nargs="*", default=[], help="healthy anatomies for --n")
+    gen.add_argument("--healthy", type=Path, nargs="*", help="healthy anatomies for --n")
     gen.add_argument("--reshape", type=Path, help="target distributions for --n (configs/reshape/)")
     gen.add_argument("--label-config", type=Path, help="label placement config for --n")
     gen.add_argument("-o", "--output", type=Path, required=True)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--shard", default="0/1", help="i/n: this process makes cases with index %% n == i")
+    gen.add_argument("--seed", type=int, help="cohort seed (default 0)")
+    gen.add_argument("--shard", help="i/n: this process makes cases with index %% n == i (default 0/1)")
     gen.add_argument("--spacing", type=float, help="resample to this isotropic spacing (mm), e.g. 1")
     gen.add_argument(
         "--label-convention",
-        default="canonical",
         choices=["canonical", "brats2021", "brats2023"],
-        help="also write <case>_seg.nii.gz in this BraTS convention",
+        help="also write <case>_seg.nii.gz in this BraTS convention (default canonical: none)",
     )
     gen.add_argument(
         "--audit-against",
@@ -344,12 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PREPARED_MANIFEST",
         help="copy-check every case against this manifest's training split before publishing",
     )
-    gen.add_argument("--allow-flagged", action="store_true", help="publish flagged cases anyway (recorded)")
+    gen.add_argument(
+        "--allow-flagged", action="store_true", default=None, help="publish flagged cases anyway (recorded)"
+    )
     gen.add_argument(
         "--precision",
-        default="auto",
         choices=["auto", "fp32", "bf16"],
-        help="generator arithmetic; auto = bf16 on CUDA and on CPUs with native bf16, else fp32 (recorded)",
+        help="generator arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32; recorded)",
     )
     gen.add_argument(
         "--k-anonymity",
@@ -387,20 +453,28 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         help="fidelity, diversity and memorization (copy check, membership inference) of a cohort",
         description="Example: medsynth audit --real prepared/manifest.json --synthetic cohort -o audit "
-        "--generator medsynth/pretrained/vae_cpu.pt. Exits 1 when a synthetic case is flagged as a copy.",
+        "--generator medsynth/pretrained/vae_cpu.pt [seed=1 copies_per_scan=10]; or --config "
+        "configs/audit_default.yaml with real_manifest=... cohort=... (the flags set those config fields). "
+        "Exits 1 when a synthetic case is flagged as a copy.",
     )
-    aud.add_argument("--real", type=Path, required=True, help="prepared manifest of the real subjects")
-    aud.add_argument("--synthetic", type=Path, required=True, help="cohort folder")
-    aud.add_argument("--train-split", default="train", help="split the generator was trained on")
-    aud.add_argument("--generator", type=Path, help="generator, for the membership-inference test")
+    aud.add_argument("--config", type=Path, help="YAML audit config (default: configs/audit_default.yaml's values)")
+    aud.add_argument("--real", type=Path, help="prepared manifest of the real subjects (real_manifest=)")
+    aud.add_argument("--synthetic", type=Path, help="cohort folder (cohort=)")
+    aud.add_argument("--train-split", help="split the generator was trained on (train_split=; default train)")
+    aud.add_argument("--generator", type=Path, help="generator, for the membership-inference test (generator=)")
     aud.add_argument(
         "--features",
         help="feature network for Frechet/MMD: a feature_network.pt from an earlier audit (same network = "
         "comparable numbers) or torchvision:resnet50=WEIGHTS.pt (local weights, 2.5D); default: train one on the "
-        "training subjects",
+        "training subjects (features=)",
     )
-    aud.add_argument("--feature-steps", type=int, default=200, help="training steps of the default feature network")
+    aud.add_argument(
+        "--feature-steps", type=int, help="training steps of the default feature network (feature_steps=; default 200)"
+    )
     aud.add_argument("-o", "--output", type=Path, required=True)
+    aud.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (see configs/audit_default.yaml)"
+    )
     aud.set_defaults(func=_audit)
 
     bench = commands.add_parser(

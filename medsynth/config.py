@@ -110,19 +110,23 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds; :class:`ConfigError` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid YAML ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = read_config_file(path) if path is not None else {}
     return from_dict(cls, data, overrides, where=str(path) if path else cls.__name__)
 
 

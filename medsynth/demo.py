@@ -16,11 +16,12 @@ import shutil
 import time
 from pathlib import Path
 
+from medsynth.data.config import PrepareConfig
 from medsynth.data.manifest import build_manifest, check_manifest
-from medsynth.data.prepare import prepare
-from medsynth.data.preprocess import PreprocessConfig
+from medsynth.data.prepare import run_prepare
 from medsynth.errors import DataError
-from medsynth.io import claim_output
+from medsynth.io import claim_output, read_json
+from medsynth.manifest import Manifest
 
 
 def sample_data_dir() -> Path:
@@ -39,7 +40,6 @@ SAMPLE_DATASETS = {
 def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Run the demo into ``output``; returns the manifest of each output (prepared datasets, labels)."""
     output = claim_output(output, "demo")
-    config = PreprocessConfig()
     prepared = {}
     for name, (folder, layout) in SAMPLE_DATASETS.items():
         started = time.perf_counter()
@@ -49,38 +49,35 @@ def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[st
         if problems:
             raise DataError(f"{manifest_path}: " + "; ".join(problems))
         target = output / "prepared" / name
-        manifest = prepare(manifest_path, target, config, cache_dir=cache_dir, progress=False)
-        prepared[name] = target / "manifest.json"
-        n_cases = sum(len(manifest.get(k, [])) for k in ("training", "validation", "test"))
+        config = PrepareConfig(manifest=str(manifest_path), cache_dir=None if cache_dir is None else str(cache_dir))
+        prepared[name] = run_prepare(config, target, progress=False)
+        n_cases = len(Manifest.load(prepared[name]).cases())
         print(f"[demo] {name}: {n_cases} case(s) prepared in {time.perf_counter() - started:.1f} s -> {target}")
     print(f"[demo] previews: {output / 'prepared' / '*' / 'previews'}")
 
-    from medsynth.labels import LabelConfig, ReshapeSpec, generate_label_maps
+    from medsynth.labels import LabelsConfig, ReshapeSpec, run_labels
 
     started = time.perf_counter()
     labels = output / "labels"
-    generate_label_maps(
-        [prepared["brats2013"]],
-        labels,
+    labels_config = LabelsConfig(
+        sources=[str(prepared["brats2013"])],
+        healthy=[str(prepared["synthseg"]), str(prepared["colin27"])],
         n=8,
         seed=0,
-        healthy_manifests=[prepared["synthseg"], prepared["colin27"]],
-        config=LabelConfig(),
         reshape=ReshapeSpec(hemisphere={"left": 0.5, "right": 0.5}),
-        progress=False,
     )
-    prepared["labels"] = labels / "manifest.json"
+    prepared["labels"] = run_labels(labels_config, labels, progress=False)
     print(f"[demo] labels: 8 new label maps in {time.perf_counter() - started:.1f} s -> {labels} (report.md)")
     import medsynth
-    from medsynth.cohort.generate import generate_cohort
+    from medsynth.cohort.generate import GenerateConfig, run_generate
 
     for kind in ("gan", "vae"):
         started = time.perf_counter()
         cohort = output / f"cohort_{kind}"
         if cohort.exists():
             shutil.rmtree(cohort)
-        generate_cohort(medsynth.pretrained(kind), cohort, labels=labels, seed=0, progress=False)
-        prepared[f"cohort_{kind}"] = cohort / "manifest.json"
+        config = GenerateConfig(checkpoint=str(medsynth.pretrained(kind)), labels=str(labels), seed=0)
+        prepared[f"cohort_{kind}"] = run_generate(config, cohort, progress=False)
         print(f"[demo] {kind}: 8 synthetic cases in {time.perf_counter() - started:.1f} s -> {cohort} (README.md)")
     prepared["benchmark"] = _benchmark(output, prepared)
     return prepared
@@ -112,10 +109,11 @@ def _benchmark(output: Path, prepared: dict[str, Path]) -> Path:
         arms=[ArmConfig("real"), ArmConfig("mixed_gan_50", synthetic="gan", fraction=0.5)],
         seeds=[0],
     )
-    summary = run_benchmark(config, folder, progress=False)["summary"]
+    report = run_benchmark(config, folder, progress=False)
+    summary = read_json(report.parent / "results.json")["summary"]
     print(f"[demo] benchmark in {time.perf_counter() - started:.1f} s -> {folder} (report.md, benchmark.png)")
     print("[demo] Dice on the held-out subjects (1 seed, 300 steps: a smoke test, see reports/benchmark_cpu.md):")
     print(f"[demo]   {'arm':<14} {'WT':>6} {'TC':>6} {'ET':>6}")
     for arm, regions in summary.items():
         print(f"[demo]   {arm:<14} " + " ".join(f"{regions[r]['dice_mean']:>6.3f}" for r in ("WT", "TC", "ET")))
-    return folder / "results.json"
+    return report.parent / "results.json"

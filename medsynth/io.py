@@ -16,11 +16,14 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medsynth.errors import DataError, OutputError
+
+if TYPE_CHECKING:
+    from nibabel.nifti1 import Nifti1Header, Nifti1Image
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -42,7 +45,7 @@ def strip_nifti_suffix(name: str) -> str:
     return name
 
 
-def load_nifti(path: str | os.PathLike, dtype: type | None = np.float32):
+def load_nifti(path: str | os.PathLike, dtype: type | None = np.float32) -> tuple[np.ndarray, np.ndarray, Nifti1Header]:
     """Load a NIfTI file fully, turning every failure into a :class:`DataError` naming the file.
 
     Returns ``(array, affine, header)``. Decoding the whole array here (not lazily) is what
@@ -135,7 +138,12 @@ def atomic_path(destination: str | os.PathLike, replace: bool = False) -> Iterat
         raise OutputError(f"{destination}: a folder is in the way; choose another output name or remove it")
     tmp = _temporary_name(destination)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename is None and exc.errno is not None:  # e.g. ENOSPC from a compressor's flush
+                raise OSError(exc.errno, exc.strerror, str(destination)) from exc
+            raise
         if tmp.is_dir() and destination.exists() and not destination.is_dir():
             raise OutputError(f"{destination}: a file is in the way of the output folder; remove it or choose another")
         if destination.is_dir() and not tmp.is_dir():
@@ -214,7 +222,8 @@ def _check_output(folder: Path, stage: str, inputs: Iterable[str | os.PathLike] 
             "choose a new output folder (nothing was changed)"
         )
     try:
-        owner = json.loads(owner_path.read_text()).get("stage")
+        record = json.loads(owner_path.read_text())
+        owner = record.get("stage")
     except (json.JSONDecodeError, OSError, AttributeError):
         raise OutputError(f"{owner_path}: unreadable ownership record; choose a new output folder") from None
     if owner != stage:
@@ -222,13 +231,34 @@ def _check_output(folder: Path, stage: str, inputs: Iterable[str | os.PathLike] 
             f"{folder}: written by `medsynth {owner}`, not `medsynth {stage}`; choose a new output folder "
             "(nothing was changed)"
         )
+    if isinstance(record.get("files"), list):  # a whole-folder output: anything added since is the user's
+        added = sorted(set(_files_under(folder)) - set(record["files"]) - {OWNER_FILE})
+        if added:
+            shown = ", ".join(added[:3]) + (", ..." if len(added) > 3 else "")
+            raise OutputError(
+                f"{folder}: holds files medsynth did not write ({shown}); move them out or choose a new "
+                "output folder (nothing was changed)"
+            )
     return True
 
 
-def _write_owner(folder: Path, stage: str) -> None:
-    from medsynth import __version__
+def _files_under(folder: Path) -> list[str]:
+    """Relative paths of the files (and links) under ``folder``, not following links."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        found += [(base / name).as_posix() for name in files]
+        found += [(base / name).as_posix() for name in dirs if (Path(root) / name).is_symlink()]
+    return found
 
-    write_json({"stage": stage, "medsynth": __version__}, folder / OWNER_FILE)
+
+def _write_owner(folder: Path, stage: str, files: list[str] | None = None) -> None:
+    from medsynth._version import __version__
+
+    record: dict[str, Any] = {"stage": stage, "medsynth": __version__}
+    if files is not None:
+        record["files"] = sorted(files)
+    write_json(record, folder / OWNER_FILE)
 
 
 def claim_output(folder: str | os.PathLike, stage: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
@@ -270,7 +300,7 @@ def atomic_output(folder: str | os.PathLike, stage: str, inputs: Iterable[str | 
     with atomic_path(folder, replace=True) as tmp:
         tmp.mkdir(parents=True)
         yield tmp
-        _write_owner(tmp, stage)
+        _write_owner(tmp, stage, files=_files_under(tmp))
 
 
 def save_nifti(
@@ -313,6 +343,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON file (binary content)") from None
 
 
 def _json_default(value: Any) -> Any:
@@ -353,7 +385,7 @@ def gunzip_checked(path: str | os.PathLike) -> bytes:
         raise DataError(f"{path}: gzip data corrupt ({exc})") from None
 
 
-def nifti_from_bytes(raw: bytes):
+def nifti_from_bytes(raw: bytes) -> Nifti1Image:
     """A NIfTI-1 or NIfTI-2 image parsed from the uncompressed bytes of a single ``.nii`` file."""
     import nibabel as nib
 

@@ -77,6 +77,14 @@ class Manifest:
 
     ``Manifest.load(path, kind="prepared")`` refuses another kind with one line naming the file
     and the command that makes the expected kind. ``manifest.data`` is the JSON as a dict.
+
+    Args:
+        data: the manifest JSON as a dict (use :meth:`load` to read a file).
+        path: where it lives; relative paths in it are resolved against its folder.
+
+    >>> Manifest({"training": [{"case_id": "a", "split": "train"}], "medsynth": {"kind": "cohort", "modalities": []}},
+    ...          "/data/cohort/manifest.json").cases()[0].case_id
+    'a'
     """
 
     def __init__(self, data: dict[str, Any], path: str | os.PathLike) -> None:
@@ -235,7 +243,7 @@ def provenance(
         inputs: input files (their SHA-256) or folders (their ``manifest.json``'s SHA-256).
         checksums: False to record input paths only (for inputs too large to hash again).
     """
-    from medsynth import __version__
+    from medsynth._version import __version__
     from medsynth.config import to_dict
 
     recorded: dict[str, str | None] = {}

@@ -6,7 +6,7 @@
 Every measurement runs in its own process (so peak memory is its own, and allocator
 settings can differ) after a burn-in; step times are medians over the timed steps.
 
-- GAN and VAE training steps: the real trainer (``medsynth.models.train.train``) on the
+- GAN and VAE training steps: the real trainer (``medsynth.models.train.run_train``) on the
   bundled sample prepared at the CPU working size (2 mm, 80x96x80) and one size larger
   (1.67 mm, 96x112x96: 1.7x the voxels), per-step times read from its log.
 - Segmenter step: the benchmark's SegResNet + DiceCE at its CPU patch (48^3, batch 2) and 64^3.
@@ -95,15 +95,19 @@ def _median_seconds(fn, steps: int, warmup: int) -> float:
 
 
 def prepare_sample(spacing, grid, root: Path) -> Path:
+    from medsynth.data.config import PrepareConfig, PreprocessConfig
     from medsynth.data.manifest import build_manifest
-    from medsynth.data.prepare import prepare
-    from medsynth.data.preprocess import PreprocessConfig
+    from medsynth.data.prepare import run_prepare
     from medsynth.demo import sample_data_dir
 
     build_manifest(sample_data_dir() / "brats2013_2mm", root / "raw.json", name="sample")
-    config = PreprocessConfig(spacing_mm=tuple(spacing), grid=tuple(grid))
-    prepare(root / "raw.json", root / "prepared", config, cache_dir=root / "cache", previews=False, progress=False)
-    return root / "prepared" / "manifest.json"
+    config = PrepareConfig(
+        manifest=str(root / "raw.json"),
+        preprocess=PreprocessConfig(spacing_mm=tuple(spacing), grid=tuple(grid)),
+        cache_dir=str(root / "cache"),
+        previews=False,
+    )
+    return run_prepare(config, root / "prepared", progress=False)
 
 
 def measure_generator_step(model: str, manifest: str, mode: dict, steps: int, warmup: int) -> dict:
@@ -112,7 +116,7 @@ def measure_generator_step(model: str, manifest: str, mode: dict, steps: int, wa
 
     from medsynth.config import load_config
     from medsynth.models.config import TrainConfig
-    from medsynth.models.train import train
+    from medsynth.models.train import run_train
 
     overrides = [
         f"manifest={manifest}",
@@ -125,13 +129,13 @@ def measure_generator_step(model: str, manifest: str, mode: dict, steps: int, wa
     ]
     config = load_config(TrainConfig, Path(f"configs/{model}_cpu.yaml"), overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        train(config, tmp, progress=False)
+        run_train(config, tmp, progress=False)
         with open(Path(tmp) / "log.csv") as handle:
             seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
     durations = [b - a for a, b in itertools.pairwise(seconds)][warmup - 1 :]
     one_step = load_config(TrainConfig, Path(f"configs/{model}_cpu.yaml"), [*overrides[:1], "steps=1", *overrides[2:]])
     with tempfile.TemporaryDirectory() as tmp:
-        flops = _flops(lambda: train(one_step, tmp, progress=False))
+        flops = _flops(lambda: run_train(one_step, tmp, progress=False))
     return {"median_s": statistics.median(durations), "flops": flops}
 
 

@@ -132,7 +132,7 @@ def tiny_generator(prepared_phantoms, tmp_path_factory) -> Path:
     """A 2-step VAE trained on the phantoms (enough to exercise every synthesis path)."""
     from medsynth.config import from_dict
     from medsynth.models.config import TrainConfig
-    from medsynth.models.train import train
+    from medsynth.models.train import run_train
 
     network = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4}
     config = from_dict(
@@ -145,7 +145,7 @@ def tiny_generator(prepared_phantoms, tmp_path_factory) -> Path:
             "loss": {"adversarial_weight": 0.0},
         },
     )
-    return train(config, tmp_path_factory.mktemp("tiny_vae"), progress=False)
+    return run_train(config, tmp_path_factory.mktemp("tiny_vae"), progress=False)
 
 
 @pytest.fixture(scope="session")

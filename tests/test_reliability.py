@@ -89,9 +89,10 @@ def test_a_stage_replaces_only_its_own_output(raw, tmp_path, capsys):
     prepared = tmp_path / "prepared"
     argv = ["prepare", raw / "manifest.json", "-o", prepared, "--no-previews", *PREPARE_TINY]
     assert run(argv, capsys)[0] == 0
-    (prepared / "stale.txt").write_text("from the first run")
+    first = snapshot(prepared)
+    (prepared / "config.yaml").write_text("edited")
     assert run(argv, capsys)[0] == 0  # a re-run replaces what prepare wrote
-    assert not (prepared / "stale.txt").exists() and (prepared / "manifest.json").is_file()
+    assert snapshot(prepared).keys() == first.keys() and (prepared / "config.yaml").read_text() != "edited"
     before = snapshot(prepared)
     code, err = run(["labels", "--from", prepared / "manifest.json", "--n", "1", "-o", prepared], capsys)
     assert code == 2
@@ -162,7 +163,7 @@ def test_unexpected_error_is_one_line(raw, tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("t1c")
 
-    monkeypatch.setattr(medsynth.data.prepare, "prepare", broken)
+    monkeypatch.setattr(medsynth.data.prepare, "run_prepare", broken)
     monkeypatch.delenv("MEDSYNTH_DEBUG", raising=False)
     code, err = run(["prepare", raw / "manifest.json", "-o", tmp_path / "p"], capsys)
     assert code == 1
@@ -206,3 +207,58 @@ def test_kill_during_prepare_and_labels_loses_nothing(raw, tmp_path, capsys):
         assert run(argv, capsys)[0] == 0
         assert (out / OWNER_FILE).is_file()
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_manifest_build_never_writes_over_a_scan_or_a_document(raw, tmp_path, capsys):
+    scan = next(raw.rglob("T1c_*.nii.gz"))
+    document = tmp_path / "thesis.docx"
+    document.write_bytes(b"PK\x03\x04 years of work")
+    before = snapshot(tmp_path)
+    for target in (scan, document):
+        code, err = run(["manifest", "build", raw, "-o", target], capsys)
+        assert code == 2
+        assert_one_line(err, str(target), "not a medsynth manifest")
+    assert snapshot(tmp_path) == before
+    assert run(["manifest", "build", raw, "-o", raw / "manifest.json"], capsys)[0] == 0  # a manifest is replaced
+
+
+def test_files_added_to_a_stage_output_are_not_replaced_silently(raw, tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    argv = ["prepare", raw / "manifest.json", "-o", prepared, "--no-previews", *PREPARE_TINY]
+    assert run(argv, capsys)[0] == 0
+    note = next(prepared.glob("cases/*")) / "my_corrected_seg.nii.gz"
+    note.write_text("a radiologist's correction")
+    before = snapshot(prepared)
+    code, err = run(argv, capsys)
+    assert code == 2
+    assert_one_line(err, str(prepared), "my_corrected_seg.nii.gz", "medsynth did not write")
+    assert snapshot(prepared) == before
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line(raw, tmp_path, capsys, monkeypatch):
+    """torch.save reports a failed write (a full disk) as a RuntimeError from its zip writer."""
+    import torch
+
+    prepared = tmp_path / "prepared"
+    assert run(["prepare", raw / "manifest.json", "-o", prepared, "--no-previews", *PREPARE_TINY], capsys)[0] == 0
+
+    def failing_save(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64704 vs 64624")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    out = tmp_path / "run"
+    code, err = run(
+        ["train", "--config", "configs/gan_tiny.yaml", "-o", out, f"manifest={prepared / 'manifest.json'}"], capsys
+    )
+    assert code == 2
+    assert_one_line(err, str(out / "checkpoint.pt"), "writing the checkpoint failed")
+    assert not any(p.name.startswith(".") and ".tmp" in p.name for p in out.iterdir())
+
+
+def test_a_nifti_where_json_belongs_is_one_line(raw, tmp_path, capsys):
+    scan = next(raw.rglob("T1c_*.nii.gz"))
+    code, err = run(
+        ["generate", "--checkpoint", "medsynth/pretrained/gan_cpu.pt", "--labels", scan, "-o", tmp_path / "c"], capsys
+    )
+    assert code == 2
+    assert_one_line(err, str(scan))

@@ -298,3 +298,21 @@ def fill_targets(
             volume_tolerance=base.volume_tolerance,
         )
         yield FillTarget(group=dict(group), missing=k - row["count"], reshape=spec, tumors=chosen)
+
+
+def k_anonymity_report(cohort: str | Path, listed: int = 10) -> dict[str, Any]:
+    """k of the cohort's descriptive attributes and its smallest groups, or why it is not available."""
+    try:
+        result = cohort_anonymity(cohort)
+    except MedsynthError as error:
+        return {"available": False, "reason": str(error)}
+    smallest = [g for g in result["groups"] if g["count"] == result["k"]]
+    return {
+        "available": True,
+        "k": result["k"],
+        "cases": result["cases"],
+        "groups": len(result["groups"]),
+        "smallest_groups": smallest[:listed],
+        "smallest_groups_total": len(smallest),
+        "attributes": result["attributes"],
+    }

@@ -53,17 +53,21 @@ def augment(volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def calibrate_threshold(training: list[np.ndarray], copies_per_scan: int = 5, quantile: float = 0.05, seed: int = 0):
+def calibrate_threshold(
+    training: list[np.ndarray], copies_per_scan: int = 5, quantile: float = 0.05, seed: int = 0
+) -> tuple[float, list[float]]:
     """(threshold, NCCs of the augmented copies to their originals)."""
     rng = np.random.default_rng(seed)
     scores = [similarity(augment(scan, rng), scan) for scan in training for _ in range(copies_per_scan)]
     return float(np.quantile(scores, quantile)), scores
 
 
-def auc_with_ci(positives: list[float], negatives: list[float], n_boot: int = 2000, seed: int = 0):
+def auc_with_ci(
+    positives: list[float], negatives: list[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
     """Mann-Whitney AUC (P[positive > negative]) and a bootstrap 95% interval."""
 
-    def auc(p, n):
+    def auc(p: np.ndarray | list[float], n: np.ndarray | list[float]) -> float:
         p, n = np.asarray(p)[:, None], np.asarray(n)[None, :]
         return float((p > n).mean() + 0.5 * (p == n).mean())
 

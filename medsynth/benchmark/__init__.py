@@ -5,7 +5,9 @@
 >>> from medsynth.benchmark import BenchmarkConfig, run_benchmark
 >>> from medsynth.config import load_config
 >>> config = load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml")  # doctest: +SKIP
->>> summary = run_benchmark(config, "runs/benchmark", arms=["real", "mixed_gan_50"])  # doctest: +SKIP
+>>> report = run_benchmark(config, "runs/benchmark", arms=["real", "mixed_gan_50"])  # doctest: +SKIP
+>>> report.name  # the numbers are in results.json beside it  # doctest: +SKIP
+'report.md'
 """
 
 from medsynth.benchmark.config import ArmConfig, BenchmarkConfig, DataConfig, SegmenterConfig, SyntheticConfig

@@ -93,7 +93,21 @@ def default_arms() -> list[ArmConfig]:
 
 @dataclass
 class BenchmarkConfig:
-    """Everything a benchmark run needs; written resolved as ``config.yaml`` beside its results."""
+    """Everything a benchmark run needs; written resolved as ``config.yaml`` beside its results.
+
+    Args:
+        data: the prepared manifest and its splits (``data.manifest`` is required).
+        synthetic: generators and label maps the synthetic arms draw from.
+        segmenter: the segmentation network trained by every arm, and its schedule.
+        arms: the training-data recipes compared (real only, mixed, synthetic only, ...).
+        seeds: one run of every arm per seed; distinct integers.
+        baseline: the arm every other arm is compared with, pair by pair.
+
+    >>> from medsynth.config import from_dict
+    >>> config = from_dict(BenchmarkConfig, {"data": {"manifest": "prepared/manifest.json"}}, ["seeds=[0]"])
+    >>> config.seeds, config.baseline
+    ([0], 'real')
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -13,9 +13,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from medsynth.benchmark.config import BenchmarkConfig
+from medsynth.benchmark.config import ArmConfig, BenchmarkConfig
 from medsynth.config import to_dict
 from medsynth.io import atomic_path, write_json
+from medsynth.manifest import provenance
 
 REGIONS = ("WT", "TC", "ET")
 FIELDS = ("arm", "seed", "case_id", "brats_name", "region", "dice", "hd95_mm")
@@ -174,7 +175,7 @@ def markdown(config: BenchmarkConfig, summary: dict, timings: dict, rows: list[d
     return "\n".join(lines)
 
 
-def _describe(arm) -> str:
+def _describe(arm: ArmConfig) -> str:
     parts = []
     if arm.real:
         parts.append("real")
@@ -224,11 +225,10 @@ def plot(summary: dict, rows: list[dict], arms: list[str], baseline: str, path: 
     return path
 
 
-def write_outputs(config: BenchmarkConfig, output: Path, machine: dict[str, Any]) -> dict[str, Any]:
-    """results.csv, results.json, report.md and benchmark.png from every finished run in ``output``."""
-    from medsynth.benchmark.run import load_results
-
-    results = load_results(config, output)
+def write_outputs(
+    config: BenchmarkConfig, output: Path, results: list[dict[str, Any]], machine: dict[str, Any]
+) -> Path:
+    """results.csv, results.json, report.md and benchmark.png from the finished runs' ``results``; returns report.md."""
     rows = flatten(results)
     arms = [a.name for a in config.arms]
     summary = summarize(rows, arms, config.baseline)
@@ -239,6 +239,7 @@ def write_outputs(config: BenchmarkConfig, output: Path, machine: dict[str, Any]
         writer.writerows(rows)
     report = {
         "config": to_dict(config),
+        "provenance": provenance("benchmark", config=config, inputs=[config.data.manifest]),
         "machine": machine,
         "summary": summary,
         "timings": timings,
@@ -249,4 +250,4 @@ def write_outputs(config: BenchmarkConfig, output: Path, machine: dict[str, Any]
         tmp.write_text(markdown(config, summary, timings, rows, machine))
     if rows:
         plot(summary, rows, arms, config.baseline, output / "benchmark.png")
-    return report
+    return output / "report.md"

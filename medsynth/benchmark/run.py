@@ -37,15 +37,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.benchmark.config import RENDERERS, ArmConfig, BenchmarkConfig
+from medsynth.benchmark.report import write_outputs
 from medsynth.config import save_config, to_dict
-from medsynth.data.preprocess import to_original_space
 from medsynth.data.scheme import CANONICAL_TO_BRATS2023, from_canonical, to_canonical_tumor
 from medsynth.errors import DataError, MedsynthError
+from medsynth.geometry import to_original_space
 from medsynth.io import atomic_path, claim_output, load_nifti, read_json, save_nifti, sha256, write_json
 from medsynth.loaders import LeakageError, MixedDataset, label_map_items, load_transform, real_items, synthetic_items
-from medsynth.manifest import Manifest
+from medsynth.manifest import Case, Manifest
 
 BRATS_NAME = re.compile(r"^BraTS-[A-Z]+-\d{5}-\d{3}$")
 
@@ -72,7 +73,7 @@ def select_arms(config: BenchmarkConfig, names: list[str] | None) -> list[ArmCon
     return [arm for arm in config.arms if arm.name in names]
 
 
-def _split_cases(config: BenchmarkConfig):
+def _split_cases(config: BenchmarkConfig) -> tuple[dict[str, Any], list[Case], list[Case]]:
     path = Path(config.data.manifest)
     loaded = Manifest.load(path, kind="prepared")
     manifest = loaded.data
@@ -135,7 +136,8 @@ def prepare_synthetic(
 ) -> dict[str, list[dict[str, Any]]]:
     """Label maps, one cohort per needed generator, and the items of every synthetic source (leak-checked)."""
     from medsynth.cohort.generate import generate_cohort
-    from medsynth.labels.generate import generate_label_maps
+    from medsynth.labels.config import LabelsConfig
+    from medsynth.labels.generate import run_labels
 
     needed = sorted({arm.synthetic for arm in arms if arm.synthetic})
     if not needed:
@@ -148,16 +150,15 @@ def prepare_synthetic(
     needs_labels = "checkpoint" in kinds or any(n in RENDERERS for n in needed)
     if needs_labels and not (labels / "manifest.json").is_file():
         started = time.perf_counter()
-        generate_label_maps(
-            [config.data.manifest],
-            labels,
+        labels_config = LabelsConfig(
+            sources=[config.data.manifest],
+            healthy=list(config.data.healthy),
             n=config.synthetic.n_cases,
             seed=config.synthetic.seed,
-            healthy_manifests=config.data.healthy or None,
-            config=config.synthetic.labels,
-            splits=splits,
-            progress=progress,
+            splits=list(splits),
+            placement=config.synthetic.labels,
         )
+        run_labels(labels_config, labels, progress=progress)
         print(f"[benchmark] {config.synthetic.n_cases} label maps in {time.perf_counter() - started:.1f} s -> {labels}")
     items = {}
     for name in needed:
@@ -187,7 +188,7 @@ def _brats_name(case_id: str, index: int) -> str:
     return case_id if BRATS_NAME.match(case_id) else f"BraTS-GLI-{index:05d}-000"
 
 
-def write_references(manifest: dict[str, Any], cases, output: Path) -> list[TestCase]:
+def write_references(manifest: dict[str, Any], cases: list[Case], output: Path) -> list[TestCase]:
     """The test subjects' original reference labels in BraTS 2023 labels and names (``references/``)."""
     meta = manifest["medsynth"]
     source_path = Path(meta.get("source_manifest", ""))
@@ -266,7 +267,9 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def evaluate_run(model, config: BenchmarkConfig, tests: list[TestCase], predictions: Path) -> tuple[list[dict], float]:
+def evaluate_run(
+    model: torch.nn.Module, config: BenchmarkConfig, tests: list[TestCase], predictions: Path
+) -> tuple[list[dict], float]:
     """Predict every test subject, write its BraTS NIfTI on the original grid, score it there."""
     from medsynth.benchmark.metrics import region_metrics
     from medsynth.benchmark.segmenter import predict, regions_to_labels
@@ -291,9 +294,24 @@ def evaluate_run(model, config: BenchmarkConfig, tests: list[TestCase], predicti
 
 def run_benchmark(
     config: BenchmarkConfig, output: str | Path, arms: list[str] | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Run (or resume) the benchmark into ``output``; returns the summary (also in ``results.json``)."""
-    from medsynth.benchmark.report import write_outputs
+) -> Path:
+    """Run (or resume) the benchmark into ``output``; returns the path of ``report.md``.
+
+    The numbers behind it are in ``results.json`` beside it (``summary``, ``rows``, ``timings``,
+    ``provenance``); the resolved config is ``config.yaml``.
+
+    Args:
+        config: data, synthetic sources, segmenter, arms, seeds and the baseline arm.
+        output: the results folder; finished (arm, seed) runs in it are skipped.
+        arms: names of the arms to run now (default: all of ``config.arms``).
+        progress: show progress bars.
+
+    >>> from medsynth.config import load_config
+    >>> config = load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml")  # doctest: +SKIP
+    >>> report = run_benchmark(config, "runs/benchmark", arms=["real"])  # doctest: +SKIP
+    >>> read_json(report.parent / "results.json")["summary"]["real"]["WT"]["dice_mean"]  # doctest: +SKIP
+    0.81
+    """
     from medsynth.benchmark.segmenter import train_segmenter, train_transform
 
     output = Path(output)
@@ -362,7 +380,7 @@ def run_benchmark(
             + " ".join(f"{r} {v:.3f}" for r, v in means.items())
             + f" ({timings['train_seconds']:.0f} s training, {timings['predict_seconds']:.0f} s testing)"
         )
-    return write_outputs(config, output, _machine())
+    return write_outputs(config, output, load_results(config, output), _machine())
 
 
 def load_results(config: BenchmarkConfig, output: Path) -> list[dict[str, Any]]:

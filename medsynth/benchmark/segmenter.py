@@ -11,6 +11,7 @@ import contextlib
 import csv
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from medsynth.benchmark.config import RENDERERS, ArmConfig, SegmenterConfig
 from medsynth.loaders import MixedDataset, MixedSampler, patch_transform
 from medsynth.runtime import autocast_dtype, select_device
 
+if TYPE_CHECKING:
+    from monai.transforms import Compose
+
 
 def build_segmenter(config: SegmenterConfig, in_channels: int) -> torch.nn.Module:
     """SegResNet (Myronenko 2018, MONAI) with 3 outputs: whole tumor, tumor core, enhancing tumor."""
@@ -28,7 +32,7 @@ def build_segmenter(config: SegmenterConfig, in_channels: int) -> torch.nn.Modul
     return SegResNet(spatial_dims=3, in_channels=in_channels, out_channels=3, init_filters=config.init_filters)
 
 
-def train_transform(arm: ArmConfig, config: SegmenterConfig):
+def train_transform(arm: ArmConfig, config: SegmenterConfig) -> Compose:
     """Shared crop (tumor-aware) + left-right flip, the arm's extras, then the region target."""
     from monai.transforms import Compose
 
@@ -41,7 +45,7 @@ def train_transform(arm: ArmConfig, config: SegmenterConfig):
     return Compose(transforms)
 
 
-def _autocast(config: SegmenterConfig, device: torch.device):
+def _autocast(config: SegmenterConfig, device: torch.device) -> contextlib.AbstractContextManager:
     dtype = autocast_dtype(config.precision, device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 

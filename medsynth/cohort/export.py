@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from medsynth.data.scheme import (
 )
 from medsynth.errors import DataError, MedsynthError, OutputError
 from medsynth.io import atomic_output, load_nifti, save_nifti, write_json
-from medsynth.manifest import Manifest
+from medsynth.manifest import Case, Manifest
 
 # nnU-Net needs consecutive labels: tumor sub-regions only (the segmentation target) by default
 NNUNET_TUMOR = {NETC: 1, SNFH: 2, ET: 3}
@@ -45,7 +46,7 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 SHOWN_PROBLEMS = 3
 
 
-def _cases(cohort: Path):
+def _cases(cohort: Path) -> tuple[dict[str, Any], list[Case]]:
     """The manifest and cases of a cohort that verifies; otherwise a :class:`DataError` naming the first problems."""
     from medsynth.cohort.verify import verify_cohort
 

@@ -1,7 +1,8 @@
 """The files that make a folder of cases a shareable cohort.
 
 ``manifest.json`` (MONAI/MSD datalist), ``README.md`` (dataset card), ``preview.png``,
-``cohort.json`` (cohort provenance) and ``checksums.sha256`` (every other file).
+``cohort.json`` (cohort provenance), ``config.yaml`` (the resolved config, written by the
+cohort stage before these) and ``checksums.sha256`` (every other file).
 
 Hidden entries are medsynth's bookkeeping, not cohort content, and are never listed nor read
 as cases: the ownership record ``.medsynth-output.json`` (:func:`medsynth.io.claim_output`)
@@ -17,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.data.scheme import CLASS_NAMES, TUMOR_CLASSES
 from medsynth.io import atomic_path, load_nifti, read_json, sha256, write_json
 from medsynth.labels.locations import location_of
-from medsynth.manifest import Manifest, provenance, write_manifest
+from medsynth.manifest import Manifest, write_manifest
 
 CHECKSUMS = "checksums.sha256"
 
@@ -31,11 +32,14 @@ def finalize(
     plan: dict[str, Any],
     seconds: float,
     command: str,
+    run_provenance: dict[str, Any],
     audit: dict | None = None,
     anonymity: dict | None = None,
 ) -> None:
     """Write manifest, cohort.json, preview, dataset card and checksums for the cases under ``root``.
 
+    ``run_provenance``: the run's :func:`medsynth.manifest.provenance` record (config, seed, input
+    checksums), the same in manifest.json and cohort.json.
     ``audit``: the copy check's result; ``anonymity``: the k-anonymity fill's record (K, k before
     and after, cases added), both recorded in cohort.json and the card.
     """
@@ -74,7 +78,7 @@ def finalize(
         modalities=modalities,
         labels={str(k): v for k, v in CLASS_NAMES.items()},
         entries=entries,
-        provenance=provenance("generate", config=plan, seed=plan.get("seed")),
+        provenance=run_provenance,
         label_scheme="canonical",
         label_convention=plan["label_convention"],
         plan=plan,
@@ -87,6 +91,7 @@ def finalize(
             "command": command,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds_last_run": round(seconds, 1),
+            "provenance": run_provenance,
             **({"k_anonymity": anonymity} if anonymity else {}),
         },
         root / "cohort.json",
@@ -108,7 +113,7 @@ def write_checksums(root: Path) -> None:
         tmp.write_text("".join(f"{sha256(p)}  {p.relative_to(root).as_posix()}\n" for p in files))
 
 
-def _preview(path: Path, cases, modalities: list[str]) -> None:
+def _preview(path: Path, cases: list[tuple[str, Path, np.ndarray]], modalities: list[str]) -> None:
     from medsynth.viz import case_tiles, save_grid, tumor_center
 
     tiles, names = [], []

@@ -33,6 +33,7 @@ from medsynth.cohort.finalize import CHECKSUMS
 from medsynth.data.manifest import load_manifest
 from medsynth.data.scheme import CANONICAL_TO_BRATS2021, CANONICAL_TO_BRATS2023, CLASS_NAMES, from_canonical
 from medsynth.errors import DataError
+from medsynth.geometry import same_space
 from medsynth.io import OWNER_FILE, load_nifti, read_json, sha256
 from medsynth.manifest import SPLIT_KEYS
 
@@ -137,7 +138,9 @@ def _resolve(path: Path) -> Path | None:
         return None
 
 
-def _entry_files(entry: dict[str, Any], case_id: str, modalities: list[str], convention: str, where: str):
+def _entry_files(
+    entry: dict[str, Any], case_id: str, modalities: list[str], convention: str, where: str
+) -> tuple[list[tuple[str, Any, str | None]], list[str]]:
     """``(role, value, expected relative path)`` for every file the entry names or should name; problems."""
     problems: list[str] = []
     folder = f"cases/{case_id}"
@@ -182,6 +185,22 @@ def _check_entry_path(
     return None, resolved
 
 
+def _shared_images(root: Path, listed: dict[str, str]) -> list[str]:
+    """Two cases with one image file: each case is synthesized with its own seed, so this is a planted copy."""
+    first: dict[str, str] = {}
+    problems = []
+    for rel, digest in sorted(listed.items()):
+        parts = rel.split("/")
+        if len(parts) != 3 or parts[0] != "cases" or "_label_map" in parts[2] or not parts[2].endswith(".nii.gz"):
+            continue
+        if parts[2].endswith("_seg.nii.gz"):
+            continue
+        other = first.setdefault(digest, rel)
+        if other.split("/")[1] != parts[1]:
+            problems.append(f"{root / rel}: same content as {root / other} (two cases cannot share an image)")
+    return problems
+
+
 def verify_cohort(root: str | Path) -> list[str]:
     """Every problem of the cohort at ``root`` (empty list: it verifies)."""
     root = Path(root)
@@ -214,6 +233,7 @@ def verify_cohort(root: str | Path) -> list[str]:
             problems.append(f"{path}: listed in {CHECKSUMS} but missing")
     for rel in sorted(on_disk - set(listed) - {CHECKSUMS}):
         problems.append(f"{root / rel}: not listed in {CHECKSUMS}")
+    problems += _shared_images(root, listed)
 
     # 2. manifest structure
     manifest_path = root / "manifest.json"
@@ -372,7 +392,9 @@ def _check_provenance(path: Path, case_id: str, section: str, entry: dict, plan:
     return problems
 
 
-def _check_volumes(images: list[Path], label_path: Path, seg_path: Path | None, mapping) -> list[str]:
+def _check_volumes(
+    images: list[Path], label_path: Path, seg_path: Path | None, mapping: dict[int, int] | None
+) -> list[str]:
     import SimpleITK as sitk
 
     problems: list[str] = []
@@ -393,7 +415,7 @@ def _check_volumes(images: list[Path], label_path: Path, seg_path: Path | None, 
         if array.shape != label.shape:
             problems.append(f"{path}: shape {array.shape} differs from the label map {label.shape}")
             continue
-        if not np.allclose(image_affine, affine, atol=1e-4):
+        if not same_space(image_affine, affine, tolerance=1e-4):
             problems.append(f"{path}: affine differs from the label map's")
         elif path == seg_path:
             if mapping is None:

@@ -247,7 +247,7 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def scan(root: str | Path, layout: str | None = None, include: str = "*"):
+def scan(root: str | Path, layout: str | None = None, include: str = "*") -> tuple[str, list[str], list[CaseFiles]]:
     """Find the cases of ``root``.
 
     Returns ``(layout, modalities, cases)`` where ``modalities`` is the ordered list of

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 
 from medsynth.data import layouts
 from medsynth.data.scheme import allowed_values
-from medsynth.errors import DataError
+from medsynth.errors import DataError, OutputError
 from medsynth.io import load_nifti, sha256
 from medsynth.manifest import Case, Manifest, provenance, write_manifest
 
@@ -90,7 +91,7 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def _assign_splits(cases, seed: int, validation_fraction: float) -> str:
+def _assign_splits(cases: list[layouts.CaseFiles], seed: int, validation_fraction: float) -> str:
     """Use folder splits when every case has one; otherwise a seeded random split."""
     if all(c.split for c in cases):
         return "folders"
@@ -120,13 +121,28 @@ def build_manifest(
     validation_fraction: float = 0.2,
     checksums: bool = True,
 ) -> dict[str, Any]:
-    """Scan ``data_dir`` and write a manifest to ``output``; return the manifest.
+    """Scan ``data_dir`` and write a manifest (kind ``raw``) to ``output``; return the manifest.
 
-    >>> from medsynth.data.manifest import build_manifest, load_manifest  # doctest: +SKIP
-    >>> build_manifest("brats2013_small", "manifest.json")  # doctest: +SKIP
+    Args:
+        data_dir: folder of a dataset in one of the known layouts (BraTS 2013, 2018-2021, 2023,
+            MSD, or label-map-only / healthy T1 folders).
+        output: path of the manifest JSON to write; case paths are stored relative to it.
+        layout: one of ``layouts.LAYOUTS``; detected from the file names when ``None``.
+        include: glob on NIfTI file names; only matching files are scanned.
+        name: dataset name in the manifest; the folder name when ``None``.
+        seed: seed of the random train/validation split, used only when the folders give none.
+        validation_fraction: share of cases put in ``validation`` by that random split.
+        checksums: record the SHA-256 of every file, so ``check_manifest`` sees later changes.
+
+    >>> import tempfile, pathlib, medsynth
+    >>> sample = pathlib.Path(medsynth.__file__).parent / "sample_data" / "brats2013_2mm"
+    >>> manifest = build_manifest(sample, pathlib.Path(tempfile.mkdtemp()) / "manifest.json")
+    >>> manifest["medsynth"]["layout"], manifest["medsynth"]["modalities"], len(manifest["training"])
+    ('brats2013', ['t1c', 'flair'], 2)
     """
     data_dir = Path(data_dir).resolve()
     output = Path(output).resolve()
+    _check_manifest_output(output)
     layout, modalities, found = layouts.scan(data_dir, layout=layout, include=include)
     split_source = _assign_splits(found, seed, validation_fraction)
     base = output.parent
@@ -168,6 +184,20 @@ def build_manifest(
         checksums=sums,
     )
     return load_manifest(output)
+
+
+def _check_manifest_output(output: Path) -> None:
+    """Replace a manifest, never another file (a scan, a user's document) that happens to bear the name."""
+    if not output.is_file():
+        return
+    try:
+        existing = json.loads(output.read_text())
+    except (ValueError, UnicodeDecodeError):
+        existing = None
+    if not (isinstance(existing, dict) and isinstance(existing.get("medsynth"), dict)):
+        raise OutputError(
+            f"{output}: exists and is not a medsynth manifest; choose another output name (nothing was changed)"
+        )
 
 
 def _label_names(scheme: str | None) -> dict[str, str]:
@@ -213,7 +243,7 @@ def check_case(case: Case, modalities: list[str], scheme: str | None, sums: dict
     reference: tuple[Path, tuple[int, ...], np.ndarray] | None = None
     rel_of = dict(zip(case.files, entry_files(case.record), strict=False))
 
-    def load(path: Path, role: str):
+    def load(path: Path, role: str) -> np.ndarray | None:
         nonlocal reference
         try:
             array, affine, _ = load_nifti(path, dtype=None)
@@ -286,6 +316,16 @@ def check_manifest(path: str | Path) -> list[str]:
     4D file of every modality); modalities, mask and label share shape and affine; label
     values belong to the source scheme; no NaN/Inf; a non-empty brain mask; files unchanged
     since the manifest was built (SHA-256); no case id twice and no image under two case ids.
+
+    Args:
+        path: a manifest written by :func:`build_manifest`.
+
+    >>> import tempfile, pathlib, medsynth
+    >>> sample = pathlib.Path(medsynth.__file__).parent / "sample_data" / "brats2013_2mm"
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "manifest.json"
+    >>> _ = build_manifest(sample, path)
+    >>> check_manifest(path)
+    []
     """
     manifest = load_manifest(path)
     meta = manifest["medsynth"]

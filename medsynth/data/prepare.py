@@ -4,10 +4,14 @@ Example::
 
     $ medsynth prepare data_manifests/brats2013_small.json --config configs/prepare_cpu.yaml -o runs/prepared
 
+>>> from medsynth.data.config import PrepareConfig
+>>> path = run_prepare(PrepareConfig(manifest="manifest.json"), "prepared")  # doctest: +SKIP
+
 Writes ``cases/<case_id>/<case_id>_<modality>.nii.gz`` (z-scored images),
 ``<case_id>_label_map.nii.gz`` (canonical scheme: anatomy + tumor) and
 ``<case_id>_mask.nii.gz``, ``previews/<case_id>.png``, ``manifest.json`` (a datalist of the
-prepared files, with each case's original geometry and tumor volumes) and ``config.yaml``.
+prepared files, with each case's original geometry, tumor volumes and the run's provenance) and
+``config.yaml`` (the resolved :class:`~medsynth.data.config.PrepareConfig`).
 The output folder appears only when every case succeeded.
 """
 
@@ -19,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.config import save_config, to_dict
+from medsynth.data.config import PrepareConfig, PreprocessConfig
 from medsynth.data.manifest import (
     check_manifest,
     entry_files,
@@ -28,7 +33,7 @@ from medsynth.data.manifest import (
     load_manifest,
     manifest_cases,
 )
-from medsynth.data.preprocess import PreprocessConfig, build_transforms, cache_dir_for
+from medsynth.data.preprocess import build_transforms, cache_dir_for
 from medsynth.data.scheme import CLASS_NAMES, REGIONS
 from medsynth.errors import DataError
 from medsynth.io import atomic_output, save_nifti, sha256
@@ -80,22 +85,28 @@ def class_volumes_ml(label_map: np.ndarray, spacing_mm: tuple[float, float, floa
     return volumes
 
 
-def prepare(
-    manifest_path: str | Path,
-    output: str | Path,
-    config: PreprocessConfig | None = None,
-    cache_dir: str | Path | None = None,
-    previews: bool = True,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Prepare every case of a manifest; returns the prepared manifest.
+def run_prepare(config: PrepareConfig, output: str | Path, progress: bool = True) -> Path:
+    """Prepare every case of ``config.manifest`` into ``output``; returns the prepared manifest's path.
 
+    Writes the cases, ``manifest.json`` (kind ``prepared``, with the run's provenance) and the
+    resolved config as ``config.yaml``; the folder appears only when every case succeeded.
     Raises :class:`DataError` listing every problem of the input before writing anything.
+
+    Args:
+        config: the manifest to prepare, the preprocessing, the cache root and whether to draw previews.
+        output: the folder to write (refused if it holds something medsynth did not write).
+        progress: show a progress bar.
+
+    >>> from medsynth.data.config import PrepareConfig, PreprocessConfig
+    >>> config = PrepareConfig(manifest="brats.json", preprocess=PreprocessConfig(grid=(96, 112, 96)))
+    >>> run_prepare(config, "prepared")  # doctest: +SKIP
+    PosixPath('.../prepared/manifest.json')
     """
     from monai.data import PersistentDataset
     from tqdm import tqdm
 
-    config = config or PreprocessConfig()
+    manifest_path = Path(config.manifest)
+    preprocess = config.preprocess
     output = Path(output).resolve()
     problems = check_manifest(manifest_path)
     if problems:
@@ -105,14 +116,14 @@ def prepare(
     modalities, label_scheme = meta["modalities"], meta.get("label_scheme")
     items = _items(manifest)
     transforms = build_transforms(
-        config,
+        preprocess,
         modalities,
         label_scheme,
         has_image="image" in items[0],
         has_label="label" in items[0],
         has_mask="mask" in items[0],
     )
-    cache = cache_dir_for(config, label_scheme, cache_dir)
+    cache = cache_dir_for(preprocess, label_scheme, config.cache_dir)
     dataset = PersistentDataset(items, transform=transforms, cache_dir=cache)
 
     started = time.perf_counter()
@@ -133,7 +144,7 @@ def prepare(
                     f"case {case_id} ({item.get('image') or item.get('label')}): preprocessing failed: "
                     f"{_first_line(cause)}"
                 ) from exc
-            entries.append(_write_case(tmp, case_id, item["split"], prepared, modalities, config, previews))
+            entries.append(_write_case(tmp, case_id, item["split"], prepared, modalities, preprocess, config.previews))
         save_config(config, tmp / "config.yaml")
         write_manifest(
             tmp / "manifest.json",
@@ -147,13 +158,40 @@ def prepare(
             label_scheme="canonical",
             source_label_scheme=label_scheme,
             source_layout=meta.get("layout"),
-            preprocess=to_dict(config),
-            source_manifest=str(Path(manifest_path).resolve()),
+            preprocess=to_dict(preprocess),
+            source_manifest=str(manifest_path.resolve()),
             source_manifest_sha256=sha256(manifest_path),
             checksums=file_checksums(entries, tmp),
             seconds=round(time.perf_counter() - started, 2),
         )
-    return load_manifest(output / "manifest.json")
+    return output / "manifest.json"
+
+
+def prepare(
+    manifest_path: str | Path,
+    output: str | Path,
+    config: PreprocessConfig | None = None,
+    cache_dir: str | Path | None = None,
+    previews: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`run_prepare` with keyword arguments; returns the prepared manifest as a dict.
+
+    Args:
+        manifest_path: the raw manifest (``medsynth manifest build``); ``output``: the prepared folder.
+        config: spacing, grid, orientation (:class:`PreprocessConfig`; default: 2 mm, 80x96x80).
+        cache_dir: cache root; ``previews``: write preview PNGs; ``progress``: show a progress bar.
+
+    >>> prepared = prepare("manifest.json", "prepared", PreprocessConfig(grid=(96, 112, 96)))  # doctest: +SKIP
+    >>> prepared["numTraining"]  # doctest: +SKIP
+    """
+    prepare_config = PrepareConfig(
+        manifest=str(manifest_path),
+        preprocess=config or PreprocessConfig(),
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        previews=previews,
+    )
+    return load_manifest(run_prepare(prepare_config, output, progress=progress))
 
 
 def _write_case(

@@ -18,9 +18,8 @@ cache items also hash the input files' SHA-256, so a changed file or config miss
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from monai.transforms import Transform
@@ -28,35 +27,14 @@ from scipy import ndimage
 
 from medsynth.data import scheme
 from medsynth.data.anatomy import classify_tissues, freesurfer_to_anatomy
+from medsynth.data.config import AnatomyConfig, PreprocessConfig
+from medsynth.geometry import to_original_space  # noqa: F401  (re-exported: it lived here)
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 # Bump when the transforms below change what they produce, to invalidate old caches.
 PREPROCESS_VERSION = "2"
-
-
-@dataclass
-class AnatomyConfig:
-    """Unsupervised tissue classification of real subjects (see ``medsynth.data.anatomy``)."""
-
-    smoothing_voxels: int = 3  # width of the majority filter on the tissue classes (1 = none)
-
-
-@dataclass
-class PreprocessConfig:
-    """How scans become the fixed-grid volumes every model sees."""
-
-    spacing_mm: tuple[float, float, float] = (2.0, 2.0, 2.0)  # working voxel size (mm)
-    grid: tuple[int, int, int] = (80, 96, 80)  # output shape (voxels), each divisible by 16
-    orientation: str = "RAS"  # axis codes of the output
-    anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
-
-    def __post_init__(self) -> None:
-        if any(s <= 0 for s in self.spacing_mm):
-            raise ValueError(f"spacing_mm must be positive, got {self.spacing_mm}")
-        if any(g <= 0 or g % 16 for g in self.grid):
-            raise ValueError(f"grid must be positive multiples of 16, got {self.grid}")
-        codes = self.orientation.upper()
-        if len(codes) != 3 or any(len(set(codes) & set(pair)) != 1 for pair in ("LR", "AP", "SI")):
-            raise ValueError(f"orientation must be three axis codes like 'RAS', got {self.orientation!r}")
 
 
 def build_transforms(
@@ -66,7 +44,7 @@ def build_transforms(
     has_image: bool,
     has_label: bool,
     has_mask: bool,
-):
+) -> Compose:
     """The MONAI ``Compose`` that turns a manifest item into a prepared case.
 
     Input item keys: ``image`` (list of files or one 4D file), ``label``, ``mask`` (each
@@ -262,36 +240,3 @@ def cache_dir_for(config: PreprocessConfig, label_scheme: str | None, root: str 
 
     root = Path(root or os.environ.get("MEDSYNTH_CACHE", Path.home() / ".cache" / "medsynth"))
     return root / "preprocess" / config_hash(config, extra=f"{label_scheme}|{PREPROCESS_VERSION}")
-
-
-def to_original_space(
-    volume: np.ndarray,
-    prepared_affine: np.ndarray,
-    original_affine: np.ndarray,
-    original_shape: tuple[int, int, int],
-    mode: str = "nearest",
-) -> np.ndarray:
-    """Resample a prepared volume ``(X, Y, Z)`` or ``(C, X, Y, Z)`` back onto the original scan grid.
-
-    Uses world coordinates (both affines), so orientation, spacing, crop and pad are all
-    undone. ``mode="nearest"`` for label maps, ``"bilinear"`` for images.
-    """
-    import torch
-    from monai.data import MetaTensor
-    from monai.transforms import SpatialResample
-
-    array = np.asarray(volume)
-    squeeze = array.ndim == 3
-    source = MetaTensor(
-        torch.as_tensor(array[None] if squeeze else array, dtype=torch.float32),
-        affine=torch.as_tensor(prepared_affine, dtype=torch.float64),
-    )
-    resampled = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)(
-        source,
-        dst_affine=torch.as_tensor(original_affine, dtype=torch.float64),
-        spatial_size=tuple(original_shape),
-    )
-    result = np.asarray(resampled)
-    if mode == "nearest":
-        result = np.rint(result).astype(np.asarray(volume).dtype)
-    return result[0] if squeeze else result

@@ -4,6 +4,9 @@
           --healthy runs/demo/prepared/synthseg/manifest.json --n 100 --seed 0 \\
           --reshape configs/reshape/uniform_volume.yaml -o runs/labels
 
+>>> from medsynth.labels.config import LabelsConfig
+>>> path = run_labels(LabelsConfig(sources=["prepared/manifest.json"], n=100), "labels")  # doctest: +SKIP
+
 Each label map records its seed and every sampled parameter (source tumor, target anatomy,
 rotation, volume scale, elastic seed and magnitude, centre); :func:`regenerate` rebuilds
 the identical map from that record. Targets from a :class:`ReshapeSpec` are met by
@@ -15,18 +18,19 @@ misses them is rejected and redrawn.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.config import save_config, to_dict
+from medsynth.data.manifest import file_checksums
 from medsynth.data.scheme import CLASS_NAMES, ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_output, save_nifti
+from medsynth.labels.config import LabelConfig, LabelsConfig
 from medsynth.labels.locations import (
     HEMISPHERES,
     REGIONS,
@@ -46,32 +50,6 @@ _MIN_DEPTH_RADII = 0.8  # a centre must lie this many equivalent-sphere radii in
 _SPLIT_RANK = {"healthy": 0, "train": 0, "validation": 1, "test": 2}
 
 
-@dataclass
-class LabelConfig:
-    """How tumors are transformed and placed (the defaults when no reshape target applies)."""
-
-    volume_scale: tuple[float, float] = (0.5, 2.0)  # allowed volume factor; log-uniform when no target
-    max_rotation_deg: float = 180.0  # each Euler angle uniform in [-max, max]
-    elastic_magnitude_mm: tuple[float, float] = (0.0, 6.0)  # largest displacement, uniform in this range
-    elastic_smoothness_mm: float = 10.0  # Gaussian width of the displacement field
-    exclude_classes: list[str] = field(default_factory=lambda: ["csf"])  # tissues the tumor must avoid
-    max_excluded_fraction: float = 0.25  # share of the tumor allowed over excluded tissues
-    max_outside_brain_fraction: float = 0.05  # share of the tumor allowed outside the brain (then clipped)
-    min_component_voxels: int = 4  # sub-region pieces smaller than this are merged into a neighbour
-    anatomies: str = "all"  # target anatomies: all | healthy | real
-    max_attempts: int = 300  # draws per label map before giving up
-
-    def __post_init__(self) -> None:
-        low, high = self.volume_scale
-        if not 0 < low <= high:
-            raise ValueError(f"volume_scale must satisfy 0 < low <= high, got {self.volume_scale}")
-        unknown = [c for c in self.exclude_classes if c not in ("csf", "gm", "wm")]
-        if unknown:
-            raise ValueError(f"exclude_classes: {unknown} are not anatomy classes (csf, gm, wm)")
-        if self.anatomies not in ("all", "healthy", "real"):
-            raise ValueError(f"anatomies must be all, healthy or real, got {self.anatomies!r}")
-
-
 def _placed_tumor(anatomy: Anatomy, tumor: Tumor, params: TumorParams, min_component_voxels: int) -> np.ndarray:
     return transform_tumor(
         tumor.labels, float(np.mean(tumor.spacing_mm)), params, anatomy.label_map.shape, min_component_voxels
@@ -88,7 +66,9 @@ def render(anatomy: Anatomy, tumor: Tumor, params: TumorParams, min_component_vo
     return _compose(anatomy, _placed_tumor(anatomy, tumor, params, min_component_voxels))
 
 
-def tumor_stats(label_map: np.ndarray, brain: np.ndarray, affine: np.ndarray, spacing_mm) -> dict[str, Any]:
+def tumor_stats(
+    label_map: np.ndarray, brain: np.ndarray, affine: np.ndarray, spacing_mm: tuple[float, float, float] | np.ndarray
+) -> dict[str, Any]:
     """Volume (ml), location and sub-region fractions of the tumor in ``label_map``."""
     tumor = np.isin(label_map, TUMOR_CLASSES)
     voxels = int(tumor.sum())
@@ -165,7 +145,9 @@ class LabelMapSampler:
                     self._candidates[(index, hemisphere, region)] = (voxels[keep], depth[keep])
         self._excluded = excluded
 
-    def _draw_params(self, rng: np.random.Generator, anatomy_index: int, tumor: Tumor, targets) -> TumorParams | None:
+    def _draw_params(
+        self, rng: np.random.Generator, anatomy_index: int, tumor: Tumor, targets: dict[str, float | str]
+    ) -> TumorParams | None:
         config = self.config
         low, high = config.volume_scale
         if "volume_ml" in targets:
@@ -190,7 +172,9 @@ class LabelMapSampler:
             center_voxel=tuple(float(c) for c in center),
         )
 
-    def _acceptable(self, placed: np.ndarray, anatomy: Anatomy, tumor: Tumor, stats, targets) -> bool:
+    def _acceptable(
+        self, placed: np.ndarray, anatomy: Anatomy, tumor: Tumor, stats: dict[str, Any], targets: dict[str, float | str]
+    ) -> bool:
         config = self.config
         placed = placed > 0
         if not placed.any():
@@ -251,6 +235,13 @@ def regenerate(record: dict[str, Any]) -> np.ndarray:
     """Rebuild a label map from its record (as written in a label-map manifest); identical output.
 
     Raises :class:`MedsynthError` when a source file changed since the map was made.
+
+    Args:
+        record: the ``record`` of a label-map manifest entry (seed, sources and their checksums, transform).
+
+    >>> from medsynth.manifest import Manifest  # doctest: +SKIP
+    >>> entry = Manifest.load("labels", kind="label_maps").entries()[0]  # doctest: +SKIP
+    >>> label_map = regenerate(entry["record"])  # identical to the file it names  # doctest: +SKIP
     """
     maps = {}
     for role in ("anatomy", "tumor"):
@@ -268,36 +259,41 @@ def regenerate(record: dict[str, Any]) -> np.ndarray:
     return render(maps["anatomy"], maps["tumor"], params, int(record["min_component_voxels"]))
 
 
-def generate_label_maps(
-    prepared_manifests: list[str | Path],
-    output: str | Path,
-    n: int,
-    seed: int = 0,
-    healthy_manifests: list[str | Path] | None = None,
-    config: LabelConfig | None = None,
-    reshape: ReshapeSpec | None = None,
-    splits: tuple[str, ...] = ("train",),
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Write ``n`` label maps, a manifest, a report and previews to ``output`` (atomically)."""
+def run_labels(config: LabelsConfig, output: str | Path, progress: bool = True) -> Path:
+    """Write ``config.n`` label maps, a manifest, a report and previews to ``output`` (atomically).
+
+    Returns the path of the label-map manifest (kind ``label_maps``, with the run's provenance);
+    ``config.yaml`` beside it holds the resolved config. The same config gives bit-identical maps.
+
+    Args:
+        config: sources, healthy anatomies, how many maps, the seed, source splits, placement and reshape targets.
+        output: the folder to write (refused if it holds something medsynth did not write).
+        progress: show a progress bar.
+
+    >>> from medsynth.labels import LabelsConfig, ReshapeSpec
+    >>> config = LabelsConfig(sources=["prepared/manifest.json"], n=100, reshape=ReshapeSpec(hemisphere={"left": 1.0}))
+    >>> run_labels(config, "labels")  # doctest: +SKIP
+    PosixPath('.../labels/manifest.json')
+    """
     from tqdm import tqdm
 
     from medsynth.labels.report import write_report
 
-    config = config or LabelConfig()
-    anatomies, tumors = read_sources(prepared_manifests, splits=splits)
-    if healthy_manifests:
-        healthy, _ = read_sources(healthy_manifests, healthy=True)
+    placement, splits = config.placement, tuple(config.splits)
+    inputs = [*config.sources, *config.healthy]
+    anatomies, tumors = read_sources(config.sources, splits=splits)
+    if config.healthy:
+        healthy, _ = read_sources(config.healthy, healthy=True)
         anatomies += healthy
         check_same_grid(anatomies)
-    sampler = LabelMapSampler(anatomies, tumors, config, reshape)
+    sampler = LabelMapSampler(anatomies, tumors, placement, config.reshape)
     output = Path(output).resolve()
     started = time.perf_counter()
     entries = []
     previews = []
-    with atomic_output(output, "labels", inputs=[*prepared_manifests, *(healthy_manifests or [])]) as tmp:
-        for index in tqdm(range(n), desc="labels", unit="map", disable=not progress):
-            label_map, affine, record = sampler.sample(index, seed)
+    with atomic_output(output, "labels", inputs=inputs) as tmp:
+        for index in tqdm(range(config.n), desc="labels", unit="map", disable=not progress):
+            label_map, affine, record = sampler.sample(index, config.seed)
             case_id = f"synth_{index:05d}"
             rel = Path("label_maps") / f"{case_id}_label_map.nii.gz"
             save_nifti(label_map, affine, tmp / rel, dtype=np.int16)
@@ -309,31 +305,59 @@ def generate_label_maps(
             tmp / "manifest.json",
             kind="label_maps",
             name=output.name,
-            description=f"{n} synthetic tumor label maps made by medsynth {__version__}",
+            description=f"{config.n} synthetic tumor label maps made by medsynth {__version__}",
             modalities=[],
             labels={str(k): v for k, v in CLASS_NAMES.items()},
             entries=entries,
-            provenance=provenance(
-                "labels",
-                config={"config": to_dict(config), "reshape": to_dict(sampler.reshape), "splits": list(splits)},
-                seed=seed,
-                inputs=[*prepared_manifests, *(healthy_manifests or [])],
-            ),
+            provenance=provenance("labels", config=config, seed=config.seed, inputs=inputs),
             label_scheme="canonical",
-            seed=seed,
-            n=n,
-            sources=[str(Path(p).resolve()) for p in prepared_manifests],
-            healthy_sources=[str(Path(p).resolve()) for p in healthy_manifests or []],
+            seed=config.seed,
+            n=config.n,
+            sources=[str(Path(p).resolve()) for p in config.sources],
+            healthy_sources=[str(Path(p).resolve()) for p in config.healthy],
             source_splits=list(splits),
-            config=to_dict(config),
+            config=to_dict(placement),
             reshape=to_dict(sampler.reshape),
             seconds=round(seconds, 2),
+            checksums=file_checksums(entries, tmp),
         )
         save_config(config, tmp / "config.yaml")
-        save_config(sampler.reshape, tmp / "reshape.yaml")
         write_report(tmp, entries, sampler, seconds)
         _save_montage(tmp / "previews" / "label_maps.png", previews)
-    return Manifest.load(output / "manifest.json").data
+    return output / "manifest.json"
+
+
+def generate_label_maps(
+    prepared_manifests: list[str | Path],
+    output: str | Path,
+    n: int,
+    seed: int = 0,
+    healthy_manifests: list[str | Path] | None = None,
+    config: LabelConfig | None = None,
+    reshape: ReshapeSpec | None = None,
+    splits: tuple[str, ...] = ("train",),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`run_labels` with keyword arguments; returns the label-map manifest as a dict.
+
+    Args:
+        prepared_manifests: prepared manifest(s) with tumors; ``output``: the label-map folder.
+        n, seed: how many maps, and the seed map i is drawn from (``[seed, i]``).
+        healthy_manifests: prepared manifest(s) of healthy anatomies.
+        config: placement (:class:`LabelConfig`); ``reshape``: target distributions; ``splits``: tumor splits.
+
+    >>> generate_label_maps(["prepared/manifest.json"], "labels", n=100, seed=0)  # doctest: +SKIP
+    """
+    labels_config = LabelsConfig(
+        sources=[str(p) for p in prepared_manifests],
+        healthy=[str(p) for p in healthy_manifests or []],
+        n=n,
+        seed=seed,
+        splits=list(splits),
+        placement=config or LabelConfig(),
+        reshape=reshape,
+    )
+    return Manifest.load(run_labels(labels_config, output, progress=progress)).data
 
 
 def _save_montage(path: Path, label_maps: list[np.ndarray]) -> None:

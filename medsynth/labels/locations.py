@@ -31,7 +31,9 @@ def brain_frame(brain: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     return (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
 
 
-def normalised_coordinates(points_voxel: np.ndarray, affine: np.ndarray, frame) -> np.ndarray:
+def normalised_coordinates(
+    points_voxel: np.ndarray, affine: np.ndarray, frame: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """Voxel coordinates ``(N, 3)`` -> normalised RAS coordinates ``(N, 3)`` in the brain frame."""
     center, half = frame
     world = (affine[:3, :3] @ np.asarray(points_voxel, dtype=np.float64).T).T + affine[:3, 3]

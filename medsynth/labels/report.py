@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medsynth.io import atomic_path, write_json
 from medsynth.labels.locations import HEMISPHERES, REGIONS
+
+if TYPE_CHECKING:
+    from medsynth.labels.generate import LabelMapSampler
 
 VOLUME_BINS = 5
 
@@ -17,7 +20,7 @@ def _shares(values: list[str], keys: tuple[str, ...]) -> dict[str, float]:
     return {k: round(values.count(k) / max(len(values), 1), 4) for k in keys}
 
 
-def summarise(entries: list[dict[str, Any]], sampler) -> dict[str, Any]:
+def summarise(entries: list[dict[str, Any]], sampler: LabelMapSampler) -> dict[str, Any]:
     """Achieved distributions, the targets, and those of the real source tumors."""
     achieved = [e["record"]["achieved"] for e in entries]
     spec = sampler.reshape
@@ -65,7 +68,7 @@ def _table(name: str, achieved: dict[str, float], target: dict[str, float] | Non
     return lines
 
 
-def write_report(root: Path, entries: list[dict[str, Any]], sampler, seconds: float) -> dict[str, Any]:
+def write_report(root: Path, entries: list[dict[str, Any]], sampler: LabelMapSampler, seconds: float) -> dict[str, Any]:
     """Write ``report.json``, ``report.md`` and ``report.png`` into ``root``."""
     summary = summarise(entries, sampler)
     summary["seconds"] = round(seconds, 2)

@@ -44,7 +44,22 @@ def _check_probabilities(name: str, table: dict[str, float] | None, allowed: tup
 
 @dataclass
 class ReshapeSpec:
-    """Target distributions of tumor volume, location and composition."""
+    """Target distributions of tumor volume, location and composition.
+
+    Args:
+        volume_ml: target whole-tumor volume range (ml); sources' volumes when ``None``.
+        volume_distribution: ``"uniform"`` or ``"loguniform"`` draws on ``volume_ml``.
+        hemisphere: probabilities of ``left`` / ``right``.
+        region: probabilities of ``frontal``, ``parietal``, ``temporal``, ``occipital``, ``deep``.
+        enhancing_fraction: accepted share of enhancing tumor in the whole tumor.
+        volume_tolerance: accepted relative error between target and achieved volume, in (0, 1).
+
+    >>> import numpy as np
+    >>> spec = ReshapeSpec(volume_ml=Range(10.0, 40.0), hemisphere={"left": 1.0, "right": 0.0})
+    >>> targets = spec.sample_targets(np.random.default_rng(0))
+    >>> targets["hemisphere"], 10.0 <= targets["volume_ml"] <= 40.0
+    ('left', True)
+    """
 
     volume_ml: Range | None = None  # target whole-tumor volume range (ml)
     volume_distribution: Literal["uniform", "loguniform"] = "uniform"  # shape of the volume target on that range

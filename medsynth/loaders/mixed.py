@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from medsynth.data.scheme import ET, NETC, NUM_CLASSES, SNFH
 from medsynth.errors import MedsynthError
 from medsynth.io import read_json
 from medsynth.manifest import Manifest
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose, Transform
 
 
 class LeakageError(MedsynthError):
@@ -49,7 +52,9 @@ def _source_subjects(record: dict[str, Any]) -> list[tuple[str, str]]:
     return [(record[role]["case_id"], record[role]["split"]) for role in ("anatomy", "tumor") if role in record]
 
 
-def _leak(case_id: str, split: str, record: dict[str, Any], held_out: set[str], allowed_splits) -> str | None:
+def _leak(
+    case_id: str, split: str, record: dict[str, Any], held_out: set[str], allowed_splits: Sequence[str]
+) -> str | None:
     """Why a synthetic case may not be trained on (None when it may)."""
     bad = [
         f"{cid} ({source_split})"
@@ -139,7 +144,7 @@ def label_map_items(
     return items
 
 
-def load_transform(tumor_labels: bool = False):
+def load_transform(tumor_labels: bool = False) -> Compose:
     """Deterministic MONAI loading: modalities as channels, label map, float32/int tensors.
 
     ``tumor_labels=True`` maps the canonical label map to 0 background/anatomy, 1 NETC,
@@ -157,8 +162,12 @@ def load_transform(tumor_labels: bool = False):
 
 
 def patch_transform(
-    patch_size: Sequence[int], num_samples: int = 1, tumor_ratio: float = 0.5, flip: bool = True, num_classes=None
-):
+    patch_size: Sequence[int],
+    num_samples: int = 1,
+    tumor_ratio: float = 0.5,
+    flip: bool = True,
+    num_classes: int | None = None,
+) -> Compose:
     """Tumor-aware patches (MONAI ``RandCropByLabelClassesd``), the same for real and synthetic.
 
     Half the patches (``tumor_ratio``) are centred on tumor voxels, the rest on brain or
@@ -217,6 +226,20 @@ class MixedSampler(torch.utils.data.Sampler):
     down or up so that the running total stays exact (0.25 of batches of 2: every other
     batch holds one), in random positions; otherwise each draw is independent. Within each
     source, items are drawn as shuffled passes over all of them. Yields ``(index, seed)``.
+
+    Args:
+        n_real: number of real items (indices ``0 .. n_real - 1``).
+        n_synthetic: number of synthetic items (the indices after the real ones).
+        synthetic_fraction: share of synthetic draws, or a function of the epoch giving it
+            (e.g. a :class:`FractionSchedule`).
+        num_samples: draws per epoch; all items once when ``None``.
+        batch_size: when set, every batch holds the scheduled share of synthetic items.
+        seed: seed of the draws; with :meth:`set_epoch`, each epoch draws differently.
+
+    >>> sampler = MixedSampler(n_real=6, n_synthetic=2, synthetic_fraction=0.5, num_samples=4, batch_size=2)
+    >>> draws = list(sampler)
+    >>> len(draws), sum(index >= 6 for index, _ in draws)
+    (4, 2)
     """
 
     def __init__(
@@ -285,14 +308,27 @@ class MixedDataset(torch.utils.data.Dataset):
         random_transform: random part (e.g. :func:`patch_transform`), seeded per draw.
         cache: ``"none"`` (MONAI Dataset), ``"memory"`` (CacheDataset), ``"disk"``
             (PersistentDataset in ``cache_dir``).
+        cache_dir: folder of the disk cache (``cache="disk"`` only).
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> from medsynth.io import save_nifti
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> real, synthetic = [], []
+    >>> for items, name in ((real, "real_0"), (synthetic, "synth_0")):
+    ...     image = save_nifti(np.ones((8, 8, 8), np.float32), np.eye(4), folder / f"{name}_t1.nii.gz")
+    ...     label = save_nifti(np.zeros((8, 8, 8), np.uint8), np.eye(4), folder / f"{name}_label.nii.gz")
+    ...     items.append({"image": [str(image)], "label": str(label), "case_id": name})
+    >>> dataset = MixedDataset(real, synthetic)
+    >>> len(dataset), dataset.n_real, tuple(dataset[1]["image"].shape)
+    (2, 1, (1, 8, 8, 8))
     """
 
     def __init__(
         self,
         real: list[dict[str, Any]],
         synthetic: list[dict[str, Any]],
-        transform=None,
-        random_transform=None,
+        transform: Transform | None = None,
+        random_transform: Transform | None = None,
         cache: str = "none",
         cache_dir: str | Path | None = None,
     ) -> None:
@@ -321,7 +357,7 @@ class MixedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n_real + self.n_synthetic
 
-    def __getitem__(self, key: int | tuple[int, int]):
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | list[dict[str, Any]]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         item = self.base[index]
         if self.random_transform is None:

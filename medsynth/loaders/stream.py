@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from medsynth.loaders.mixed import LeakageError, _seed
+
+if TYPE_CHECKING:
+    from monai.transforms import Transform
 
 
 class SynthesisStream(torch.utils.data.IterableDataset):
@@ -33,8 +36,18 @@ class SynthesisStream(torch.utils.data.IterableDataset):
         uses_per_case: draws served from one synthetic case before it is evicted.
         cache_size: synthetic cases held at once (draws rotate over them).
         cases_per_epoch: cases made per epoch and worker (``None``: endless).
+        seed: seed of every label map and synthesis (with the epoch and worker number).
         held_out_subjects: refuse a generator trained on any of them.
         tumor_labels: map the label map to 0/1 NETC/2 SNFH/3 ET as :func:`load_transform` does.
+        device: where the generator runs (``"auto"``, ``"cpu"``, ``"cuda"``).
+
+    Needs a prepared manifest (``medsynth prepare``), hence not run as a doctest:
+
+    >>> import medsynth
+    >>> stream = SynthesisStream(medsynth.pretrained("gan"), ["prepared/manifest.json"])  # doctest: +SKIP
+    >>> item = next(iter(stream))  # doctest: +SKIP
+    >>> sorted(item)  # doctest: +SKIP
+    ['image', 'label', 'source']
     """
 
     def __init__(
@@ -42,7 +55,7 @@ class SynthesisStream(torch.utils.data.IterableDataset):
         generator: str | Path,
         label_sources: list[str | Path],
         healthy: list[str | Path] | None = None,
-        random_transform=None,
+        random_transform: Transform | None = None,
         uses_per_case: int = 4,
         cache_size: int = 2,
         cases_per_epoch: int | None = None,
@@ -68,7 +81,7 @@ class SynthesisStream(torch.utils.data.IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _load(self):
+    def _load(self) -> tuple[Any, Any]:
         if self._state is None:
             import medsynth
             from medsynth.labels.generate import LabelConfig, LabelMapSampler

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsynth.errors import MedsynthError
+from medsynth.errors import MedsynthError, OutputError
 from medsynth.io import atomic_path
 
 FORMAT = "medsynth-generator"
@@ -51,7 +52,7 @@ def content_sha256(state: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _update(digest, path: str, value: Any) -> None:
+def _update(digest: hashlib._Hash, path: str, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         tensor = value.detach().to("cpu").contiguous()
         digest.update(f"{path}=tensor:{tensor.dtype}:{tuple(tensor.shape)}\0".encode())
@@ -84,7 +85,12 @@ def save(state: dict[str, Any], path: str | Path) -> Path:
     state = {"format": FORMAT, "version": VERSION, **{k: v for k, v in state.items() if k != CHECKSUM_KEY}}
     state[CHECKSUM_KEY] = content_sha256(state)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # PyTorch's zip writer reports a failed write (e.g. a full disk) this way
+            free = shutil.disk_usage(tmp.parent).free
+            reason = "no space left on device" if free < (1 << 20) else str(exc).strip().splitlines()[0]
+            raise OutputError(f"{path}: writing the checkpoint failed ({reason})") from None
     return path
 
 

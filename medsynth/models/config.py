@@ -77,11 +77,26 @@ class PrivacyConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; written resolved as ``config.yaml`` beside its output."""
+    """Everything a training run needs; written resolved as ``config.yaml`` beside its output.
+
+    Args:
+        model: ``gan`` or ``vae``.
+        manifest: prepared manifest with the training subjects; ``splits``: which of its splits train.
+        network, loss: architecture and loss weights (:class:`ModelConfig`, :class:`LossConfig`).
+        steps, batch_size, lr_generator, lr_discriminator: the optimisation.
+        precision: ``auto`` (bf16 where native), ``fp32`` or ``bf16``; ``device``: ``auto``, ``cpu``, ``cuda[:N]``.
+        seed: every step is seeded from (seed, rank, step).
+        (the other fields: see their comments)
+
+    >>> from medsynth.config import load_config
+    >>> config = load_config(TrainConfig, "configs/gan_tiny.yaml", ["manifest=prepared/manifest.json", "steps=2"])
+    >>> config.model, config.steps, config.loss.adversarial
+    ('gan', 2, 'hinge')
+    """
 
     model: Literal["gan", "vae"] = "gan"
     manifest: str = ""  # prepared manifest (``medsynth prepare``) with the training subjects
-    splits: list[str] = field(default_factory=lambda: ["train"])  # which of its splits train the model
+    splits: list[Literal["train", "validation", "test"]] = field(default_factory=lambda: ["train"])  # training splits
     network: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steps: int = 1000  # optimisation steps (one batch each)

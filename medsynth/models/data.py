@@ -67,7 +67,9 @@ def one_hot(label_maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.T
     return torch.nn.functional.one_hot(label_maps.long(), num_classes).permute(0, 4, 1, 2, 3).float()
 
 
-def draw_batch(data: TrainingSet, batch_size: int, flip_probability: float, generator: torch.Generator):
+def draw_batch(
+    data: TrainingSet, batch_size: int, flip_probability: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random batch ``(images, label_maps)``; left-right flips applied to both alike."""
     index = torch.randint(len(data.case_ids), (batch_size,), generator=generator)
     flips = torch.rand(batch_size, generator=generator) < flip_probability

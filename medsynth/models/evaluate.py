@@ -8,12 +8,16 @@ samples of one label map (MONAI MS-SSIM; lower = more diverse).
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from medsynth.data.scheme import CLASS_NAMES
 from medsynth.models.losses import kl_divergence
+
+if TYPE_CHECKING:
+    from medsynth.models.generator import Generator
 
 
 def class_intensities(images: np.ndarray, label_map: np.ndarray, modalities: list[str]) -> dict[str, dict[str, list]]:
@@ -54,7 +58,9 @@ def pairwise_ms_ssim(samples: list[np.ndarray], data_range: float) -> float:
 
 
 @torch.no_grad()
-def latent_usage(generator, images: np.ndarray, label_map: np.ndarray, contrast: float = 1.2) -> dict[str, float]:
+def latent_usage(
+    generator: Generator, images: np.ndarray, label_map: np.ndarray, contrast: float = 1.2
+) -> dict[str, float]:
     """Does a VAE's latent carry anything? Read from its encoder on a real case.
 
     ``images`` (C, X, Y, Z) and ``label_map`` (X, Y, Z) on the generator's grid. Returns

@@ -21,6 +21,7 @@ import torch
 from medsynth.config import from_dict
 from medsynth.data.scheme import CLASS_NAMES, NUM_CLASSES
 from medsynth.errors import MedsynthError
+from medsynth.geometry import same_space
 from medsynth.io import load_nifti, save_nifti
 from medsynth.models import checkpoint
 from medsynth.models.config import ModelConfig
@@ -105,17 +106,17 @@ class Generator:
             affine = np.asarray(affine, dtype=np.float64)
             if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
                 raise MedsynthError(f"{name}: its affine is not a finite, invertible 4x4 voxel-to-world matrix")
-            spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
-            if not np.allclose(spacing, self.spacing_mm, rtol=1e-3, atol=1e-3):
-                shown = "x".join(f"{s:g}" for s in spacing)
+            space = same_space(affine, self.default_affine(), tolerance=1e-3, position=False)
+            if "spacing" in space.differences:
+                shown = "x".join(f"{s:g}" for s in space.differences["spacing"][0])
                 expected = "x".join(f"{s:g}" for s in self.spacing_mm)
                 raise MedsynthError(
                     f"{name}: voxel spacing {shown} mm differs from the generator's {expected} mm (the brain would "
                     "come out at the wrong size); resample the label map or prepare the data with the generator's "
                     "config"
                 )
-            codes = "".join(nib.aff2axcodes(affine))
-            if codes != self.orientation:
+            if "orientation" in space.differences:
+                codes = space.differences["orientation"][0]
                 raise MedsynthError(
                     f"{name}: orientation {codes} differs from the generator's {self.orientation} (it was trained on "
                     f"{self.orientation} volumes); reorient the label map"
@@ -213,6 +214,16 @@ def load_generator(path: str | Path, device: str | torch.device = "auto", precis
 
     ``precision``: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), ``fp32`` or ``bf16``.
     The same seed gives slightly different voxels in bf16 and fp32; ``Generator.precision`` says which ran.
+
+    Args:
+        path: the checkpoint (e.g. ``medsynth.pretrained("gan")``).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+        precision: see above.
+
+    >>> import medsynth
+    >>> generator = load_generator(medsynth.pretrained("gan"), device="cpu", precision="fp32")
+    >>> generator.kind, generator.modalities, generator.grid
+    ('gan', ['t1c', 'flair'], (80, 96, 80))
     """
     state = checkpoint.load(path, expect="generator")
     return Generator(state, device=device, precision=precision, source=path)

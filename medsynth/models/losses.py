@@ -81,7 +81,9 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
 
 
-def mode_seeking_loss(first: torch.Tensor, second: torch.Tensor, z_first: torch.Tensor, z_second: torch.Tensor):
+def mode_seeking_loss(
+    first: torch.Tensor, second: torch.Tensor, z_first: torch.Tensor, z_second: torch.Tensor
+) -> torch.Tensor:
     """MSGAN's regulariser (Mao et al., CVPR 2019): small when two noise draws give different images.
 
     ``1 / (mean|first - second| / mean|z_first - z_second| + eps)``; minimising it pushes the

@@ -67,7 +67,9 @@ class ConditionalVAE(SPADENet):
     go through the decoder as one batch. Same parameters (and state dict) as SPADENet.
     """
 
-    def forward(self, seg: torch.Tensor, x: torch.Tensor, z_prior: torch.Tensor | None = None):
+    def forward(
+        self, seg: torch.Tensor, x: torch.Tensor, z_prior: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         if z_prior is None:
             return super().forward(seg, x)
         mu, logvar = self.encoder(x)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -110,7 +111,7 @@ class LossTerm(NamedTuple):
     logged: float | None = None
 
 
-def linear_decay(total: int, start_fraction: float):
+def linear_decay(total: int, start_fraction: float) -> Callable[[int], float]:
     """Learning-rate factor: 1 until ``start_fraction`` of ``total`` steps, then linearly to 0."""
     start = int(total * start_fraction)
     return lambda step: 1.0 if step < start else max(0.0, 1 - (step - start) / max(total - start, 1))

@@ -24,16 +24,17 @@ import csv
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from medsynth import __version__
+from medsynth._version import __version__
 from medsynth.config import from_dict, save_config, to_dict
 from medsynth.data.scheme import NUM_CLASSES
 from medsynth.errors import MedsynthError
-from medsynth.io import claim_output
+from medsynth.io import claim_output, write_json
+from medsynth.manifest import provenance
 from medsynth.models import checkpoint
 from medsynth.models.config import TrainConfig
 from medsynth.models.data import TrainingSet, load_training_set, one_hot
@@ -45,6 +46,9 @@ from medsynth.models.steps import (
     Placement,
 )
 from medsynth.runtime import autocast_dtype, cpu_has_bf16, select_device
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def _distributed() -> tuple[int, int]:
@@ -81,10 +85,20 @@ def generator_metadata(config: TrainConfig, data: TrainingSet, privacy: dict[str
     }
 
 
-def train(
+def run_train(
     config: TrainConfig, output: str | Path, resume: bool = False, progress: bool = True, stop_at: int | None = None
 ) -> Path:
     """Train; returns the path of ``generator.pt`` (or of ``checkpoint.pt`` when stopped early).
+
+    Args:
+        config: the run (:class:`TrainConfig`); ``output``: the run folder.
+        resume: continue from ``output/checkpoint.pt`` exactly.
+        progress: show a progress bar; ``stop_at``: see below.
+
+    >>> from medsynth.config import load_config  # doctest: +SKIP
+    >>> config = load_config(TrainConfig, "configs/gan_cpu.yaml", ["manifest=prepared/manifest.json"])  # doctest: +SKIP
+    >>> run_train(config, "runs/gan")  # doctest: +SKIP
+    PosixPath('runs/gan/generator.pt')
 
     ``stop_at`` ends this invocation after that step with a checkpoint (for time-boxed
     sessions; ``--resume`` continues it as if never stopped).
@@ -169,12 +183,15 @@ def train(
     return generator_path
 
 
-def _open_run(config: TrainConfig, output: Path, resume: bool, start: int):
+def _open_run(config: TrainConfig, output: Path, resume: bool, start: int) -> SummaryWriter | None:
     """Claim the run folder, write the config, open TensorBoard (if installed; returned) and the log at ``start``."""
     log_path = output / "log.csv"
     writer = None
     claim_output(output, "train", inputs=[config.manifest])
     save_config(config, output / "config.yaml")
+    # one record per (re)start: a resumed run keeps the first run's record beside its own
+    record = provenance("train", config=config, seed=config.seed, inputs=[config.manifest])
+    write_json(record, output / ("provenance.json" if not resume else f"provenance_resume_{start}.json"))
     with contextlib.suppress(ImportError):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -268,7 +285,7 @@ def _truncate_log(path: Path, step: int) -> None:
         writer.writerows(r for r in rows if int(r["step"]) <= step)
 
 
-def _log(path: Path, writer, step: int, losses: dict[str, float], seconds: float) -> None:
+def _log(path: Path, writer: SummaryWriter | None, step: int, losses: dict[str, float], seconds: float) -> None:
     row = {"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}, "seconds": f"{seconds:.3f}"}
     new = not path.exists()
     with open(path, "a", newline="") as f:

@@ -240,18 +240,18 @@ def test_shards_fill_once_all_requested_cases_exist(filled, tiny_generator, tmp_
 def test_export_gate_covers_the_added_cases(filled, prepared_phantoms, tiny_generator, tmp_path, monkeypatch):
     import shutil
 
-    import medsynth.audit.run
+    import medsynth.audit.memorization
 
     root, status = filled
     shutil.copytree(root, tmp_path / "c")
     checked = []
-    original = medsynth.audit.run.copy_check_cohort
+    original = medsynth.audit.memorization.copy_check_cohort
 
     def spy(real_manifest, case_folders, modalities, **kwargs):
         checked.extend(folder.name for folder in case_folders)
         return original(real_manifest, case_folders, modalities, **kwargs)
 
-    monkeypatch.setattr(medsynth.audit.run, "copy_check_cohort", spy)
+    monkeypatch.setattr(medsynth.audit.memorization, "copy_check_cohort", spy)
     again = generate_cohort(
         tiny_generator,
         tmp_path / "c",

@@ -94,3 +94,43 @@ def test_load_feature_network_errors_name_the_path(tmp_path, write, message):
 def test_torchvision_spec_errors(spec, message):
     with pytest.raises(MedsynthError, match=re.escape(message)):
         load_feature_network(spec)
+
+
+@pytest.mark.parametrize("scale", [1e100, 1e150])
+def test_frechet_distance_survives_where_scipy_sqrtm_fails(scale):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 4)), rng.normal(size=(150, 4)) * 1.5 + 0.5
+    # the covariance product overflows: MONAI's sqrtm raised "Internal error in scipy.linalg.sqrtm: -102"
+    assert frechet_distance(a * scale, b * scale) == pytest.approx(frechet_distance(a, b) * scale**2, rel=1e-6)
+
+
+def _dead_channels(seed: int) -> np.ndarray:
+    """9 feature vectors of 32 channels, half of them dead (0), the rest on scales 1e-6 ... 1e6."""
+    features = np.random.default_rng(seed).normal(size=(9, 32)) * np.logspace(-6, 6, 32)
+    features[:, :16] = 0
+    return features
+
+
+def test_frechet_distance_of_singular_ill_conditioned_covariances_is_defined():
+    # MONAI raised "Imaginary component ... too high" for each of these
+    a, b = _dead_channels(0), _dead_channels(1)
+    scale = np.trace(np.cov(a, rowvar=False))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9 * scale)
+    diff = a.mean(0) - b.mean(0)
+    bound = np.trace(np.cov(a, rowvar=False)) + np.trace(np.cov(b, rowvar=False))
+    assert diff @ diff <= frechet_distance(a, b) <= diff @ diff + bound  # mean term + Bures term in [0, tr A + tr B]
+
+
+@pytest.mark.parametrize(
+    ("a", "message"),
+    [
+        (np.where(np.eye(50, 4) > 0, np.nan, 1.0), "the first feature set holds NaN or Inf values"),
+        (np.ones((1, 4)), "at least two feature vectors on each side, got 1 and 50"),
+    ],
+)
+def test_frechet_and_mmd_refuse_unusable_features(a, message):
+    b = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(MedsynthError, match=message.replace("(", r"\(")):
+        frechet_distance(a, b)
+    with pytest.raises(MedsynthError, match="MMD"):
+        mmd(a, b)

@@ -57,13 +57,16 @@ def test_benchmark_writes_results_and_resumes(prepared_phantoms, tiny_generator,
 
     finished = out / "runs" / "real" / "seed0" / "result.json"
     before = finished.stat().st_mtime_ns
-    summary = run_benchmark(config, out, progress=False)  # the rest; real and synthetic_vae are skipped
+    report_path = run_benchmark(config, out, progress=False)  # the rest; real and synthetic_vae are skipped
+    assert report_path == out / "report.md"
     assert finished.stat().st_mtime_ns == before
+    summary = read_json(out / "results.json")
+    assert summary["provenance"]["stage"] == "benchmark"
     assert set(summary["summary"]) == {"real", "synthetic_vae", "mixed_vae_50", "real_synthseg_50", "real_classical"}
     assert summary["summary"]["mixed_vae_50"]["WT"]["vs_baseline"]["pairs"] == 1
     result = read_json(out / "runs" / "mixed_vae_50" / "seed0" / "result.json")
     assert (result["n_real"], result["n_synthetic"]) == (3, 2)
-    report = (out / "report.md").read_text()
+    report = report_path.read_text()
     assert "real_synthseg_50" in report and "HD95" in report
 
     changed = from_dict(BenchmarkConfig, tiny(prepared_phantoms, tiny_generator, segmenter={"steps": 3}))

@@ -232,3 +232,35 @@ def test_kill_9_during_generate_then_rerun_verifies(tiny_generator, tmp_path, ca
     assert sorted(p.name for p in (out / "cases").iterdir()) == ["synth_00000", "synth_00001", "synth_00002"]
     assert main(["cohort", "verify", str(out)]) == 0
     assert verify_cohort(out) == []
+
+
+@pytest.fixture(scope="module")
+def label_folder(prepared_phantoms, tmp_path_factory) -> Path:
+    from medsynth.labels import LabelsConfig, run_labels
+
+    config = LabelsConfig(sources=[str(prepared_phantoms)], n=2, seed=0)
+    return run_labels(config, tmp_path_factory.mktemp("labels") / "labels", progress=False).parent
+
+
+def test_replaced_label_map_is_refused(tiny_generator, prepared_phantoms, label_folder, tmp_path):
+    """A held-out subject's real label map planted in a label-map folder is not published as synthetic."""
+    tampered = tmp_path / "labels"
+    shutil.copytree(label_folder, tampered)
+    real = manifest_cases(load_manifest(prepared_phantoms), splits=("validation",))[0].label
+    planted = tampered / "label_maps" / "synth_00000_label_map.nii.gz"
+    shutil.copyfile(real, planted)
+    planted_refused = r"synth_00000_label_map\.nii\.gz: not the label map `medsynth labels` wrote"
+    with pytest.raises(MedsynthError, match=planted_refused):
+        generate_cohort(tiny_generator, tmp_path / "cohort", labels=tampered, progress=False)
+    assert not (tmp_path / "cohort" / "cases" / "synth_00000").exists()
+
+
+def test_label_map_outside_its_folder_is_refused(tiny_generator, prepared_phantoms, label_folder, tmp_path):
+    tampered = tmp_path / "labels"
+    shutil.copytree(label_folder, tampered)
+    manifest = json.loads((tampered / "manifest.json").read_text())
+    real = manifest_cases(load_manifest(prepared_phantoms), splits=("train",))[0].label
+    manifest["training"][0]["label"] = os.path.relpath(real, tampered)
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MedsynthError, match="is outside its folder"):
+        generate_cohort(tiny_generator, tmp_path / "cohort", labels=tampered, progress=False)

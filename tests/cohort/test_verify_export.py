@@ -111,6 +111,13 @@ def test_entry_repointed_at_another_cases_file(copy):
     )
 
 
+def test_one_cases_image_copied_over_anothers(copy):
+    """A case file replaced by another case's (checksums recomputed): two cases cannot share an image."""
+    shutil.copyfile(copy / "cases" / B / f"{B}_t1c.nii.gz", copy / "cases" / A / f"{A}_t1c.nii.gz")
+    problems = _problems(copy)
+    assert f"{B}_t1c.nii.gz: same content as {copy / 'cases' / A / f'{A}_t1c.nii.gz'}" in problems
+
+
 def test_entry_repointed_outside_the_cohort(copy, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -328,9 +335,12 @@ def test_nnunet_dataset_id_used_by_another_dataset_is_refused(cohort, tmp_path):
 
 def test_nnunet_reexport_replaces_own_export_but_not_a_users_folder(cohort, tmp_path):
     first = export_nnunet(cohort, tmp_path / "raw", 501, "Synth")
-    (first / "stale.txt").write_text("from the first export")
+    (first / "notes.txt").write_text("added by the user after the export")
+    with pytest.raises(OutputError, match=r"holds files medsynth did not write \(notes\.txt\)"):
+        export_nnunet(cohort, tmp_path / "raw", 501, "Synth", anatomy=True)
+    (first / "notes.txt").unlink()
     again = export_nnunet(cohort, tmp_path / "raw", 501, "Synth", anatomy=True)
-    assert again == first and not (first / "stale.txt").exists()
+    assert again == first
     assert json.loads((first / OWNER_FILE).read_text())["stage"] == "export-nnunet"
     assert "wm" in json.loads((first / "dataset.json").read_text())["labels"]
     assert [p.name for p in (tmp_path / "raw").iterdir()] == ["Dataset501_Synth"]  # no temporaries left
@@ -352,9 +362,13 @@ def test_brats_export_does_not_overwrite_a_users_folder(cohort, tmp_path):
     assert [p.name for p in users.iterdir()] == ["thesis.tex"]
 
     target = export_brats(cohort, tmp_path / "brats_ok", "2023")
-    (target / "stale.txt").write_text("from the first export")
+    (target / "notes.txt").write_text("added by the user after the export")
+    with pytest.raises(OutputError, match=r"holds files medsynth did not write \(notes\.txt\)"):
+        export_brats(cohort, target, "2021")
+    assert (target / "notes.txt").is_file() and (target / "BraTS-GLI-00000-000").is_dir()
+    (target / "notes.txt").unlink()
     export_brats(cohort, target, "2021")
-    assert not (target / "stale.txt").exists() and (target / "BraTS2021_00000").is_dir()
+    assert (target / "BraTS2021_00000").is_dir() and not (target / "BraTS-GLI-00000-000").exists()
     assert json.loads((target / OWNER_FILE).read_text())["stage"] == "export-brats"
     nnunet = export_nnunet(cohort, tmp_path / "raw", 501, "Synth")
     with pytest.raises(OutputError, match="written by `medsynth export-nnunet`"):

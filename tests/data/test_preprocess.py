@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -9,9 +12,10 @@ import SimpleITK as sitk
 from conftest import SHAPE, make_dataset
 
 from medsynth.cli import main
-from medsynth.config import from_dict
+from medsynth.config import from_dict, load_config
+from medsynth.data.config import PrepareConfig
 from medsynth.data.manifest import build_manifest
-from medsynth.data.prepare import prepare
+from medsynth.data.prepare import prepare, run_prepare
 from medsynth.data.preprocess import PreprocessConfig, to_original_space
 from medsynth.data.scheme import CSF, ET, GM, NETC, SNFH, WM
 from medsynth.errors import ConfigError, DataError
@@ -146,6 +150,29 @@ def test_prepare_cli_writes_resolved_config(brats2013_dir, tmp_path):
     assert code == 0
     assert "- 48" in (tmp_path / "p" / "config.yaml").read_text()
     assert (tmp_path / "p" / "manifest.json").exists()
+    resolved = load_config(PrepareConfig, tmp_path / "p" / "config.yaml")  # the whole run: it can be replayed
+    assert resolved.manifest == str(tmp_path / "m.json") and resolved.previews is False
+    assert resolved.preprocess.grid == (48, 48, 48)
+    again = run_prepare(resolved, tmp_path / "again", progress=False)
+    assert again == tmp_path / "again" / "manifest.json"
+    checksums = [
+        json.loads((folder / "manifest.json").read_text())["medsynth"]["checksums"]
+        for folder in (
+            tmp_path / "p",
+            tmp_path / "again",
+        )
+    ]
+    assert checksums[0] == checksums[1]
+    assert json.loads(again.read_text())["medsynth"]["provenance"]["config"]["manifest"] == resolved.manifest
+
+
+@pytest.mark.parametrize("name", ["prepare_cpu", "prepare_gpu", "prepare_tiny"])
+def test_shipped_prepare_configs_load(name):
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    config = load_config(PrepareConfig, path, ["manifest=m.json", "preprocess.grid=[64,64,64]"])
+    assert config.preprocess.grid == (64, 64, 64) and config.manifest == "m.json"
+    with pytest.raises(ConfigError, match="manifest"):
+        load_config(PrepareConfig, path)
 
 
 def test_tall_brain_keeps_the_vertex():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -10,14 +11,25 @@ import pytest
 from conftest import make_dataset
 
 from medsynth.cli import main
+from medsynth.config import from_dict, load_config
 from medsynth.data.manifest import build_manifest
 from medsynth.data.preprocess import PreprocessConfig
 from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES
-from medsynth.errors import MedsynthError
-from medsynth.labels import LabelConfig, LabelMapSampler, Range, ReshapeSpec, TumorParams, regenerate
+from medsynth.errors import ConfigError, MedsynthError
+from medsynth.labels import (
+    LabelConfig,
+    LabelMapSampler,
+    LabelsConfig,
+    Range,
+    ReshapeSpec,
+    TumorParams,
+    regenerate,
+    run_labels,
+)
 from medsynth.labels.placement import transform_tumor
 from medsynth.labels.sources import read_sources, remove_tumor
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), grid=(48, 48, 48))
 
 
@@ -144,15 +156,33 @@ def test_cli_writes_maps_manifest_report(prepared_manifest, tmp_path, capsys):
     for entry in manifest["training"]:
         image = nib.load(str(out / entry["label"]))
         assert np.array_equal(np.asarray(image.dataobj), regenerate(entry["record"]))
-    for name in ("report.md", "report.json", "report.png", "config.yaml", "reshape.yaml", "previews/label_maps.png"):
+    for name in ("report.md", "report.json", "report.png", "config.yaml", "previews/label_maps.png"):
         assert (out / name).exists(), name
     assert "| left |" in (out / "report.md").read_text()
-    assert "max_rotation_deg: 45.0" in (out / "config.yaml").read_text()
+    resolved = load_config(LabelsConfig, out / "config.yaml")  # the whole run, reshape included
+    assert (resolved.n, resolved.seed, resolved.placement.max_rotation_deg) == (6, 2, 45.0)
+    assert resolved.reshape == ReshapeSpec(hemisphere={"left": 0.5, "right": 0.5})
+    assert manifest["medsynth"]["provenance"]["config"]["placement"]["max_rotation_deg"] == 45.0
+
+
+def test_cli_config_file_and_shorthands(prepared_manifest, tmp_path):
+    """--config holds a LabelsConfig; flags and KEY=VALUE override it; same seed, same maps as Python."""
+    out = tmp_path / "cli"
+    args = ["labels", "--config", str(CONFIGS / "labels_default.yaml"), "--from", str(prepared_manifest), "--n", "2"]
+    assert main([*args, "-o", str(out), "seed=4", "placement.max_attempts=200", "max_rotation_deg=30"]) == 0
+    resolved = load_config(LabelsConfig, out / "config.yaml")
+    assert (resolved.seed, resolved.placement.max_attempts, resolved.placement.max_rotation_deg) == (4, 200, 30.0)
+    path = run_labels(resolved, tmp_path / "python", progress=False)
+    assert path == tmp_path / "python" / "manifest.json"
+    for name in ("synth_00000_label_map.nii.gz", "synth_00001_label_map.nii.gz"):
+        assert (out / "label_maps" / name).read_bytes() == (tmp_path / "python" / "label_maps" / name).read_bytes()
+    with pytest.raises(ConfigError, match="splits"):
+        from_dict(LabelsConfig, {"sources": ["m.json"], "n": 1, "splits": ["training"]})
 
 
 def test_cli_refuses_raw_manifest(tmp_path, capsys):
     data = make_dataset(tmp_path / "raw", "brats2013", n=2)
     build_manifest(data, tmp_path / "m.json")
     assert main(["labels", "--from", str(tmp_path / "m.json"), "--n", "1", "-o", str(tmp_path / "o")]) == 2
-    assert "not a prepared manifest" in capsys.readouterr().err
+    assert "expected a prepared manifest" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -20,7 +20,7 @@ from medsynth.errors import MedsynthError
 from medsynth.models import checkpoint
 from medsynth.models.config import ModelConfig, TrainConfig
 from medsynth.models.networks import MultiScaleDiscriminator, build_generator
-from medsynth.models.train import train
+from medsynth.models.train import run_train
 
 TINY_NET = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "d_channels": 4, "d_layers": 2, "d_scales": 2}
 REPO = Path(__file__).resolve().parents[2]
@@ -79,10 +79,10 @@ VAE_SHIPPED = {"loss": {"class_balance": 0.5}}
 @pytest.mark.parametrize(("model", "overrides"), [("gan", {}), ("vae", VAE_SHIPPED)])
 def test_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path, model, overrides):
     config = tiny(prepared_phantoms, model=model, **overrides)
-    train(config, tmp_path / "full", progress=False)
-    train(config, tmp_path / "split", progress=False, stop_at=2)
+    run_train(config, tmp_path / "full", progress=False)
+    run_train(config, tmp_path / "split", progress=False, stop_at=2)
     assert not (tmp_path / "split" / "generator.pt").exists()
-    train(config, tmp_path / "split", resume=True, progress=False)
+    run_train(config, tmp_path / "split", resume=True, progress=False)
     assert _rows(tmp_path / "full" / "log.csv") == _rows(tmp_path / "split" / "log.csv")
     a = checkpoint.load(tmp_path / "full" / "generator.pt")["state_dict"]
     b = checkpoint.load(tmp_path / "split" / "generator.pt")["state_dict"]
@@ -94,7 +94,7 @@ def test_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path, model,
 @pytest.mark.parametrize("adversarial", ["least_squares", "wgan-gp"])
 def test_other_adversarial_losses_train(prepared_phantoms, tmp_path, adversarial):
     config = tiny(prepared_phantoms, steps=2, loss={"adversarial": adversarial})
-    train(config, tmp_path / adversarial, progress=False)
+    run_train(config, tmp_path / adversarial, progress=False)
     rows = _rows(tmp_path / adversarial / "log.csv")
     assert len(rows) == 2 and all(np.isfinite(float(r["d"])) for r in rows)
     if adversarial == "wgan-gp":
@@ -138,7 +138,7 @@ def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path, mod
     with pytest.raises(MedsynthError, match=r"needs loss\.adversarial_weight > 0"):
         tiny(prepared_phantoms, model="vae", loss={"diversity_weight": 1.0, "adversarial_weight": 0.0})
     config = tiny(prepared_phantoms, model=model, steps=2, loss={"diversity_weight": 1.0, "adversarial_weight": 1.0})
-    train(config, tmp_path / "ms", progress=False)
+    run_train(config, tmp_path / "ms", progress=False)
     rows = _rows(tmp_path / "ms" / "log.csv")
     assert len(rows) == 2 and all(np.isfinite(float(r["mode_seeking"])) for r in rows)
     assert all(np.isfinite(float(r["g_adversarial"])) for r in rows)
@@ -160,7 +160,7 @@ def test_vae_prior_branch_matches_spadenet():
 
 
 def test_checkpoint_is_weights_only_and_complete(prepared_phantoms, tmp_path):
-    train(tiny(prepared_phantoms, steps=2), tmp_path / "run", progress=False)
+    run_train(tiny(prepared_phantoms, steps=2), tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert {"generator", "discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "step", "torch_rng", "config"} <= set(
         state
@@ -170,11 +170,11 @@ def test_checkpoint_is_weights_only_and_complete(prepared_phantoms, tmp_path):
 
 def test_refuses_to_overwrite_or_resume_other_config(prepared_phantoms, tmp_path):
     config = tiny(prepared_phantoms, steps=2)
-    train(config, tmp_path / "run", progress=False)
+    run_train(config, tmp_path / "run", progress=False)
     with pytest.raises(MedsynthError, match="--resume"):
-        train(config, tmp_path / "run", progress=False)
+        run_train(config, tmp_path / "run", progress=False)
     with pytest.raises(MedsynthError, match="different config"):
-        train(tiny(prepared_phantoms, steps=2, lr_generator=1e-3), tmp_path / "run", resume=True, progress=False)
+        run_train(tiny(prepared_phantoms, steps=2, lr_generator=1e-3), tmp_path / "run", resume=True, progress=False)
 
 
 def test_foreign_checkpoint_is_a_clear_error(tmp_path):

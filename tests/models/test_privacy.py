@@ -22,7 +22,7 @@ from medsynth.models.config import TrainConfig
 from medsynth.models.data import load_training_set
 from medsynth.models.losses import discriminator_loss, patch_loss_per_sample
 from medsynth.models.steps import PatchDiscriminatorStep, Placement, Synthesis
-from medsynth.models.train import train
+from medsynth.models.train import run_train
 
 pytest.importorskip("opacus")
 
@@ -117,7 +117,7 @@ def test_epsilon_grows_with_steps_and_falls_with_noise():
 
 def test_target_epsilon_solves_the_noise_multiplier(prepared_phantoms, tmp_path):
     config = tiny_dp(prepared_phantoms, {"noise_multiplier": None, "target_epsilon": 20.0}, steps=1)
-    report = checkpoint.load(train(config, tmp_path / "run", progress=False))["training"]["privacy"]
+    report = checkpoint.load(run_train(config, tmp_path / "run", progress=False))["training"]["privacy"]
     assert report["epsilon"] <= 20.0
     assert report["noise_multiplier"] == pytest.approx(noise_multiplier_for(20.0, 1e-5, 1 / 3, 1))
 
@@ -152,14 +152,14 @@ def test_invalid_combinations_are_clear_errors(prepared_phantoms, overrides, mat
 )
 def test_refusals_that_need_the_data(prepared_phantoms, tmp_path, privacy, overrides, match):
     with pytest.raises(MedsynthError, match=match):
-        train(tiny_dp(prepared_phantoms, privacy, **overrides), tmp_path / "run", progress=False)
+        run_train(tiny_dp(prepared_phantoms, privacy, **overrides), tmp_path / "run", progress=False)
 
 
 def test_dp_resume_reproduces_uninterrupted_run(prepared_phantoms, tmp_path):
     config = tiny_dp(prepared_phantoms, {"noise_seed": 7}, steps=3)
-    train(config, tmp_path / "full", progress=False)
-    train(config, tmp_path / "split", progress=False, stop_at=2)
-    train(config, tmp_path / "split", resume=True, progress=False)
+    run_train(config, tmp_path / "full", progress=False)
+    run_train(config, tmp_path / "split", progress=False, stop_at=2)
+    run_train(config, tmp_path / "split", resume=True, progress=False)
     assert _rows(tmp_path / "full" / "log.csv") == _rows(tmp_path / "split" / "log.csv")
     a, b = (checkpoint.load(tmp_path / run / "generator.pt") for run in ("full", "split"))
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
@@ -175,7 +175,7 @@ def test_conditioning_manifest_must_be_other_subjects(prepared_phantoms, tmp_pat
             entry["case_id"] = "public_" + entry["case_id"]
     renamed.write_text(json.dumps(manifest))
     report = checkpoint.load(
-        train(
+        run_train(
             tiny_dp(prepared_phantoms, {"conditioning_manifest": str(renamed)}, steps=1),
             tmp_path / "public",
             progress=False,
@@ -183,7 +183,7 @@ def test_conditioning_manifest_must_be_other_subjects(prepared_phantoms, tmp_pat
     )["training"]["privacy"]
     assert report["covers"].startswith("each training case (image and label map)")
     with pytest.raises(MedsynthError, match="shares case"):
-        train(
+        run_train(
             tiny_dp(prepared_phantoms, {"conditioning_manifest": str(prepared_phantoms)}, steps=1),
             tmp_path / "same",
             progress=False,
@@ -229,4 +229,4 @@ def test_each_case_gradient_is_exact_and_clipped(prepared_phantoms):
 def test_missing_opacus_is_a_clear_error(prepared_phantoms, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "opacus", None)  # makes `import opacus` raise ImportError
     with pytest.raises(MedsynthError, match=r"pip install 'medsynth\[privacy\]'"):
-        train(tiny_dp(prepared_phantoms, steps=1), tmp_path / "run", progress=False)
+        run_train(tiny_dp(prepared_phantoms, steps=1), tmp_path / "run", progress=False)

@@ -20,7 +20,7 @@ from medsynth.models.steps import (
     Synthesis,
     VaeStep,
 )
-from medsynth.models.train import train
+from medsynth.models.train import run_train
 
 TINY_NET = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "d_channels": 4, "d_layers": 2, "d_scales": 2}
 CPU = Placement(torch.device("cpu"))
@@ -51,7 +51,7 @@ def _header(path) -> list[str]:
 )
 def test_log_columns_follow_the_step(prepared_phantoms, tmp_path, model, loss, columns):
     """Discriminator losses, then the generator's terms in the order they are summed, then the total."""
-    train(tiny(prepared_phantoms, model=model, loss=loss), tmp_path / "run", progress=False)
+    run_train(tiny(prepared_phantoms, model=model, loss=loss), tmp_path / "run", progress=False)
     header = _header(tmp_path / "run" / "log.csv")
     assert header[0] == "step" and header[-1] == "seconds"
     assert " ".join(header[1:-1]) == columns
@@ -106,6 +106,6 @@ class SmoothGan(GanStep):
 
 def test_a_new_family_is_a_step_class(prepared_phantoms, tmp_path, monkeypatch):
     monkeypatch.setitem(GENERATOR_STEPS, "gan", SmoothGan)
-    train(tiny(prepared_phantoms), tmp_path / "run", progress=False)
+    run_train(tiny(prepared_phantoms), tmp_path / "run", progress=False)
     header = _header(tmp_path / "run" / "log.csv")
     assert header[1:-1] == ["d", "reconstruction_l1", "total_variation", "g_adversarial", "feature_matching", "g"]

@@ -1,0 +1,297 @@
+"""The audit report: ``report.md`` (a summary table of verdicts, then one section per check) and ``report.png``.
+
+Rendering only: every number comes from the summary that :func:`medsynth.audit.run.run_audit`
+writes as ``report.json``, so the markdown and the JSON cannot disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsynth.audit.fidelity import GROUPS
+from medsynth.audit.verdicts import (
+    FRACTION_FLOOR,
+    FRECHET_RATIO_LIMIT,
+    INTENSITY_FLOOR,
+    MEMBERSHIP_AUC_WARN,
+    MEMBERSHIP_MIN_SUBJECTS,
+    SSIM_MARGIN,
+    VOLUME_FLOOR_SHARE,
+)
+from medsynth.io import atomic_path
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def write_markdown(path: Path, s: dict[str, Any]) -> None:
+    m = s["memorization"]
+    lines = [
+        "# Audit of a synthetic cohort",
+        "",
+        f"Cohort `{s['cohort']}` against real `{s['real_manifest']}` (training subjects: "
+        f"{', '.join(s['training_subjects'])}; held out: {', '.join(s['held_out_subjects']) or 'none'}).",
+        "",
+        *_summary_lines(s["verdicts"]),
+        "## Memorization (copy check)",
+        "",
+        f"**{m['verdict']}.** A case is flagged when its NCC to a training scan (or its mirror) reaches "
+        f"{m['threshold_ncc']:.3f}, the 5th percentile of augmented copies of the training scans "
+        f"({min(m['augmented_copy_ncc']):.3f}-{max(m['augmented_copy_ncc']):.3f}). Held-out real subjects reach "
+        + (", ".join(f"{v:.3f}" for v in m["held_out_nearest_ncc"]) or "-")
+        + f" (false-positive rate {_number(m['held_out_flag_rate'], 2)}).",
+        "",
+        "| case | nearest training | NCC | feature distance | flagged |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {c['case_id']} | {c['nearest_training']} | {c['ncc']:.3f} | {c.get('feature_distance', '-')} | "
+            f"{'**yes**' if c['flagged'] else 'no'} |"
+            for c in m["cases"]
+        ),
+        "",
+        "Feature distance: Euclidean distance of the case's feature descriptor (mean and sd of the feature "
+        "network's local features) to the nearest training subject's; lower = closer. For comparison, held-out "
+        "real subjects: "
+        + (", ".join(f"{v:.3f}" for v in m.get("held_out_nearest_feature_distance", [])) or "-")
+        + "; augmented copies of training scans: "
+        + (
+            f"{min(m['augmented_copy_feature_distance']):.3f}-{max(m['augmented_copy_feature_distance']):.3f}"
+            if m.get("augmented_copy_feature_distance")
+            else "-"
+        )
+        + ". The verdict uses NCC; the feature distance is a second view to read beside it.",
+        "",
+        "What it proves: no case is a near-copy (up to mirror, small rotation, intensity scale, noise) of a training "
+        "scan. What it does not: that no training information leaks in subtler ways (e.g. a copied tumor shape "
+        "in a new brain, or membership signals) - see membership inference, and train with DP for a guarantee.",
+        "",
+        "## Membership inference",
+        "",
+    ]
+    mi = s["membership_inference"]
+    if mi:
+        lines += [
+            f"AUC {mi['auc']:.2f} (95% bootstrap CI {mi['ci95'][0]:.2f}-{mi['ci95'][1]:.2f}; "
+            f"{len(mi['training_scores'])} training vs {len(mi['held_out_scores'])} held-out subjects) for telling "
+            "training from held-out subjects by how well the generator reproduces them from their own label maps "
+            "(0.5 = no signal, 1.0 = training subjects always reproduced better: a memorization signal). Below ~10 "
+            "subjects per group the bootstrap interval is not meaningful (resampling cannot break a perfect "
+            "ordering): read the AUC as a warning sign, not a measurement.",
+        ]
+    else:
+        lines += ["Not run (pass --generator and have held-out subjects)."]
+    lines += [
+        "",
+        "## Fidelity: Wasserstein distance of intensities (lower = closer to the training subjects)",
+        "",
+        "| modality/class | synthetic vs training | held-out vs training (baseline) |",
+        "| --- | --- | --- |",
+        *(
+            f"| {k} | {v['synthetic_vs_training']:.3f} | "
+            f"{'-' if v['held_out_vs_training'] is None else format(v['held_out_vs_training'], '.3f')} |"
+            for k, v in s["fidelity_wasserstein"].items()
+        ),
+        "",
+        "A synthetic distance near the held-out baseline means the class looks as real as another patient's.",
+        "",
+        *_feature_lines(s["fidelity_features"]),
+        *_tumor_lines(s["fidelity_tumor"]),
+        "## Diversity: mean SSIM between pairs (lower = more diverse)",
+        "",
+        f"Synthetic {_number(s['diversity']['synthetic_mean_ssim'])}, real {_number(s['diversity']['real_mean_ssim'])} "
+        "(mean SSIM over every pair of volumes and modality; '-': fewer than two volumes). Synthetic cases much more "
+        "alike than real patients point to mode collapse; it says nothing about whether each case is realistic. "
+        "Pairs here have different label maps, so most of their difference comes from the label maps; how much a "
+        "generator varies for one label map (its latent) is measured by scripts/report_generators.py.",
+        "",
+        *_k_anonymity_lines(s["k_anonymity"]),
+        "![Left: NCC to the nearest training scan. Right: whole-tumor volume per case](report.png)",
+        "",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+
+
+def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
+    names = {
+        "memorization": "Memorization (copy check)",
+        "membership_inference": "Membership inference",
+        "intensity_fidelity": "Fidelity: intensities per class",
+        "feature_fidelity": "Fidelity: learned features",
+        "tumor_fidelity": "Fidelity: tumor volume and sub-regions",
+        "diversity": "Diversity",
+        "k_anonymity": "k-anonymity",
+    }
+    return [
+        "## Summary",
+        "",
+        "| check | verdict | basis |",
+        "| --- | --- | --- |",
+        *(f"| {names.get(key, key)} | **{row['verdict']}** | {row['basis']} |" for key, row in v.items()),
+        "",
+        "Verdicts are guides with fixed rules, not proofs: PASS means this check found nothing against the cohort, "
+        "WARN means look at that section, FAIL means copies of training scans were found. With a handful of "
+        "subjects one subject moves every figure. The rules:",
+        "",
+        "- memorization: FAIL when any synthetic case reaches the copy threshold, else PASS;",
+        "- membership inference: WARN when the AUC's 95% CI lies above 0.5, or when the AUC is "
+        f">= {MEMBERSHIP_AUC_WARN} with fewer than {MEMBERSHIP_MIN_SUBJECTS} subjects per group (a warning sign, "
+        "not a measurement); PASS otherwise; NOT RUN without --generator or held-out subjects;",
+        "- intensities: a modality/class is as close as another patient when its synthetic-vs-training Wasserstein "
+        f"distance is <= max(held-out baseline, {INTENSITY_FLOOR}); PASS n/N when all N are, else WARN n/N;",
+        f"- learned features: PASS when the synthetic-vs-training Frechet distance is <= {FRECHET_RATIO_LIMIT}x the "
+        "held-out baseline, else WARN;",
+        "- tumor: whole-tumor volume and each sub-region fraction, same rule as intensities with floors "
+        f"{VOLUME_FLOOR_SHARE:.0%} of the mean training volume and {FRACTION_FLOOR}; location is listed, not judged;",
+        f"- diversity: PASS when the synthetic mean pairwise SSIM is <= the real one + {SSIM_MARGIN}, else WARN "
+        "(less diverse than real patients);",
+        "- k-anonymity: INFO, the value of k.",
+        "",
+    ]
+
+
+def _tumor_lines(t: dict[str, Any]) -> list[str]:
+    volume, fractions, location = t["volume_ml"], t["subregion_fractions"], t["location"]
+    labels = {"training": "training", "held_out": "held-out (baseline)", "synthetic": "synthetic"}
+    lines = [
+        "## Fidelity: tumor volume, sub-regions and location",
+        "",
+        "Per case, from its label map: whole-tumor volume (netc + snfh + et), the share of each sub-region in the "
+        "tumor, and the hemisphere and region of the tumor's centre of mass. Wasserstein distances are to the "
+        "training subjects; held-out vs training is the real-vs-real baseline.",
+        "",
+        "| group | cases | whole-tumor volume, mean (min-max) ml | Wasserstein to training (ml) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in GROUPS:
+        row = volume[name]
+        distance = volume["wasserstein"].get(f"{name}_vs_training")
+        if row is None:
+            lines.append(f"| {labels[name]} | 0 | - | - |")
+            continue
+        lines.append(
+            f"| {labels[name]} | {row['cases']} | {row['mean']:.1f} ({row['min']:.1f}-{row['max']:.1f}) | "
+            f"{_number(distance, 2)} |"
+        )
+    lines += [
+        "",
+        "| sub-region (mean share of the tumor) | training | held-out | synthetic | synthetic vs training | "
+        "held-out vs training (baseline) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {sub} | {_number(v['training'])} | {_number(v['held_out'])} | {_number(v['synthetic'])} | "
+            f"{_number(v['wasserstein']['synthetic_vs_training'])} | "
+            f"{_number(v['wasserstein']['held_out_vs_training'])} |"
+            for sub, v in fractions.items()
+        ),
+        "",
+        "| location (cases) | training | held-out | synthetic |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, counts in location.items():
+        values = sorted({value for group in counts.values() for value in group})
+        lines += [
+            f"| {key}: {value} | " + " | ".join(str(counts[name].get(value, 0)) for name in GROUPS) + " |"
+            for value in values
+        ]
+    return [
+        *lines,
+        "",
+        "What it shows: whether the cohort's tumors have the sizes, make-up and places of the training tumors. "
+        "What it does not: it reads the label maps, the cohort's inputs (sampled or given), so it judges that stage, "
+        "not the image generator; whether the images show those tumors convincingly is for the intensity and "
+        "feature checks. Location counts of a few cases are listed for reading, not tested.",
+        "",
+    ]
+
+
+def _k_anonymity_lines(k: dict[str, Any]) -> list[str]:
+    lines = ["## k-anonymity of the cohort's descriptive attributes", ""]
+    if not k["available"]:
+        return [*lines, f"Not available: {k['reason']}.", ""]
+    listed, total = len(k["smallest_groups"]), k["smallest_groups_total"]
+    lines += [
+        f"**k = {k['k']}** over {k['cases']} cases in {k['groups']} groups: k is the size of the smallest group of "
+        "cases sharing the same descriptive attributes, so every case's attributes are shared by at least k cases"
+        + (" (k = 1: some case is unique in them)" if k["k"] == 1 else "")
+        + ". `medsynth generate --k-anonymity K` fills under-filled groups with newly sampled cases. Attributes:",
+        "",
+        *(f"- `{name}`: {meaning}" for name, meaning in k["attributes"].items()),
+        "",
+        f"Smallest groups ({total} of size {k['k']}" + (f", first {listed} listed" if listed < total else "") + "):",
+        "",
+        "| attributes | cases |",
+        "| --- | --- |",
+        *(
+            f"| {', '.join(f'{a}={v}' for a, v in g['attributes'].items())} | {', '.join(g['case_ids'])} |"
+            for g in k["smallest_groups"]
+        ),
+        "",
+        "What it proves: knowing all these attributes of a case narrows the cohort down to no fewer than k cases. "
+        "What it does not: anything about the images (see memorization) or about attributes not listed.",
+        "",
+    ]
+    return lines
+
+
+def _feature_lines(f: dict[str, Any]) -> list[str]:
+    fid, mmd = f["frechet"], f["mmd"]
+    lines = [
+        "## Fidelity: Frechet distance and MMD of learned features (lower = closer)",
+        "",
+        f"Features: {f['network']}; {f['feature_dim']}-dimensional local features (one per brain position of the "
+        f"deepest feature map, or per slice for 2.5D networks), {f['samples']['training']} training, "
+        f"{f['samples']['synthetic']} synthetic, {f['samples']['held_out']} held-out samples. MMD is MONAI's "
+        "unbiased linear-kernel MMD^2.",
+        "",
+        "| comparison | Frechet distance | MMD^2 |",
+        "| --- | --- | --- |",
+        f"| synthetic vs training | {fid['synthetic_vs_training']:.3f} | {mmd['synthetic_vs_training']:.4f} |",
+    ]
+    if "held_out_vs_training" in fid:
+        lines += [
+            f"| held-out vs training (real-vs-real baseline) | {fid['held_out_vs_training']:.3f} | "
+            f"{mmd['held_out_vs_training']:.4f} |",
+            f"| synthetic vs held-out | {fid['synthetic_vs_held_out']:.3f} | {mmd['synthetic_vs_held_out']:.4f} |",
+            "",
+            f"Synthetic-vs-training Frechet distance is "
+            f"{fid['synthetic_vs_training'] / max(fid['held_out_vs_training'], 1e-12):.2f}x "
+            "the held-out baseline: below 1 the synthetic cases sit closer to the training subjects than another "
+            "patient does (good fidelity, but read it with the memorization section), far above 1 they do not look "
+            "like these patients in the network's eyes. The feature network was trained on the training subjects, "
+            "so held-out subjects are out-of-sample for it too.",
+        ]
+    return [*lines, ""]
+
+
+def write_plot(path: Path, s: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = s["memorization"]
+    fig, (ax, tumor_ax) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    ax.hist([c["ncc"] for c in m["cases"]], bins=20, range=(-0.2, 1), alpha=0.7, label="synthetic -> nearest training")
+    ax.hist(m["augmented_copy_ncc"], bins=20, range=(-0.2, 1), alpha=0.7, label="augmented copies of training")
+    for value in m["held_out_nearest_ncc"]:
+        ax.axvline(value, color="tab:green", ls=":", lw=1.5)
+    ax.axvline(m["threshold_ncc"], color="k", label="copy threshold")
+    ax.set(xlabel="NCC (green: held-out real subjects)", ylabel="count")
+    ax.legend(fontsize=7)
+    # one dot per case: with a handful of subjects a histogram would hide more than it shows;
+    # colours as on the left (training orange, held-out green, synthetic blue)
+    jitter = np.random.default_rng(0)
+    for row, (name, color) in enumerate(zip(GROUPS, ("tab:orange", "tab:green", "tab:blue"), strict=True)):
+        volumes = [c["volume_ml"] for c in s["fidelity_tumor"]["cases"][name]]
+        tumor_ax.scatter(volumes, row + jitter.uniform(-0.15, 0.15, len(volumes)), s=14, alpha=0.7, color=color)
+    tumor_ax.set(yticks=range(len(GROUPS)), yticklabels=["training", "held-out", "synthetic"], ylim=(-0.5, 2.5))
+    tumor_ax.set(xlabel="whole-tumor volume (ml)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Stage 1, real data: manifests of raw datasets, preprocessing, anatomy and the label scheme."""
