@@ -148,6 +148,8 @@ def atomic_path(destination: str | os.PathLike, replace: bool = False) -> Iterat
             raise OutputError(f"{destination}: a file is in the way of the output folder; remove it or choose another")
         if destination.is_dir() and not tmp.is_dir():
             raise OutputError(f"{destination}: a folder is in the way of the output file; remove it or choose another")
+        if destination.is_dir() and not replace:  # appeared while we wrote (another process)
+            raise OutputError(f"{destination}: a folder appeared while this one was written; nothing replaced")
         if destination.is_dir():
             aside = _temporary_name(destination)
             os.replace(destination, aside)

@@ -147,3 +147,14 @@ def test_temporaries_of_a_host_with_dots_in_its_name(tmp_path, monkeypatch):
     stale.write_text("half")
     assert public_path(stale) == str(tmp_path / "a_t1c.nii.gz")
     assert remove_stale_temporaries(tmp_path) == [stale]
+
+
+def test_a_folder_that_appears_while_writing_is_not_replaced(tmp_path):
+    target = tmp_path / "case"
+    with pytest.raises(OutputError, match="appeared while"), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "mine").write_text("new")
+        target.mkdir()  # another process finished first
+        (target / "theirs").write_text("first")
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["case"]

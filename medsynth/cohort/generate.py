@@ -43,7 +43,7 @@ from medsynth.cohort.case import LABEL_CONVENTIONS, case_id, case_provenance, sy
 from medsynth.cohort.config import GenerateConfig, parse_shard
 from medsynth.config import save_config, to_dict
 from medsynth.data.scheme import from_canonical
-from medsynth.errors import DataError, MedsynthError
+from medsynth.errors import DataError, MedsynthError, OutputError
 from medsynth.io import (
     atomic_path,
     claim_output,
@@ -193,16 +193,22 @@ def _write_case(
     The label map is checked first (values, brain, geometry; ``source`` names it in a refusal).
     """
     name = provenance["case_id"]
+    folder = output / "cases" / name
     case = synthesize_case(generator, label_map, affine, provenance["style_seed"], spacing_mm, source)
-    with atomic_path(output / "cases" / name) as tmp:
-        tmp.mkdir(parents=True)
-        for channel, modality in zip(case.images, generator.modalities, strict=True):
-            save_nifti(channel, case.affine, tmp / f"{name}_{modality}.nii.gz", dtype=np.float32)
-        save_nifti(case.label_map, case.affine, tmp / f"{name}_label_map.nii.gz", dtype=np.int16)
-        if LABEL_CONVENTIONS[label_convention]:
-            seg = from_canonical(case.label_map, LABEL_CONVENTIONS[label_convention])
-            save_nifti(seg, case.affine, tmp / f"{name}_seg.nii.gz", dtype=np.uint8)
-        write_json(provenance, tmp / "provenance.json")
+    try:
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            for channel, modality in zip(case.images, generator.modalities, strict=True):
+                save_nifti(channel, case.affine, tmp / f"{name}_{modality}.nii.gz", dtype=np.float32)
+            save_nifti(case.label_map, case.affine, tmp / f"{name}_label_map.nii.gz", dtype=np.int16)
+            if LABEL_CONVENTIONS[label_convention]:
+                seg = from_canonical(case.label_map, LABEL_CONVENTIONS[label_convention])
+                save_nifti(seg, case.affine, tmp / f"{name}_seg.nii.gz", dtype=np.uint8)
+            write_json(provenance, tmp / "provenance.json")
+    except (OutputError, OSError):
+        # a second process on the same shard finished this case first: it is the same case (same seeds)
+        if not (folder / "provenance.json").is_file():
+            raise
 
 
 def _export_gate(

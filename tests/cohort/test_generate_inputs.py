@@ -264,3 +264,18 @@ def test_label_map_outside_its_folder_is_refused(tiny_generator, prepared_phanto
     (tampered / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MedsynthError, match="is outside its folder"):
         generate_cohort(tiny_generator, tmp_path / "cohort", labels=tampered, progress=False)
+
+
+def test_a_case_another_process_finished_is_kept(tiny_generator, tmp_path):
+    """A shard started twice: the slower process finds the case finished and keeps it (same seeds, same case)."""
+    from medsynth.cohort.generate import _write_case
+
+    generate_cohort(tiny_generator, tmp_path / "c", n=1, seed=0, progress=False)
+    case = tmp_path / "c" / "cases" / "synth_00000"
+    before = {p.name: p.read_bytes() for p in case.iterdir()}
+    label_map = nib.load(str(case / "synth_00000_label_map.nii.gz"))
+    record = json.loads((case / "provenance.json").read_text())
+    generator = medsynth.load_generator(tiny_generator)
+    _write_case(tmp_path / "c", generator, np.asarray(label_map.dataobj), label_map.affine, record, None, "canonical")
+    assert {p.name: p.read_bytes() for p in case.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "c" / "cases").iterdir()) == ["synth_00000"]  # no temporary left
