@@ -52,11 +52,12 @@ def _report_problems(subject: Path, problems: list[str]) -> bool:
 
 
 def _manifest_check(args: argparse.Namespace) -> int:
-    from medsynth.data.manifest import check_manifest, load_manifest, manifest_cases
+    from medsynth.data.manifest import check_manifest
+    from medsynth.manifest import Manifest
 
     if _report_problems(args.manifest, check_manifest(args.manifest)):
         return 1
-    n = len(manifest_cases(load_manifest(args.manifest)))
+    n = len(Manifest.load(args.manifest).cases())
     print(f"{args.manifest}: OK ({n} cases)")
     return 0
 
@@ -74,8 +75,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
     from medsynth.config import load_config
     from medsynth.data.config import PrepareConfig, PreprocessConfig
-    from medsynth.data.manifest import load_manifest
     from medsynth.data.prepare import run_prepare
+    from medsynth.manifest import Manifest
 
     flags = [f"manifest={json.dumps(str(args.manifest))}"]
     if args.cache_dir is not None:
@@ -83,7 +84,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.no_previews:
         flags.append("previews=false")
     config = load_config(PrepareConfig, args.config, flags + _shorthand(args.overrides, "preprocess", PreprocessConfig))
-    manifest = load_manifest(run_prepare(config, args.output))
+    manifest = Manifest.load(run_prepare(config, args.output)).data
     print(
         f"wrote {args.output}: {manifest['numTraining']} training case(s), "
         f"{sum(len(manifest.get(k, [])) for k in ('validation', 'test'))} other, "

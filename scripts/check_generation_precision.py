@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 
 import medsynth
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.io import load_nifti
+from medsynth.manifest import Manifest
 from medsynth.models.evaluate import class_intensities, ssim_psnr
 
 
 def label_maps(manifest: Path, labels: Path) -> list[tuple[str, np.ndarray]]:
     maps = []
-    for case in manifest_cases(load_manifest(manifest)):
+    for case in Manifest.load(manifest).cases():
         maps.append((case.case_id, load_nifti(case.label, dtype=np.int64)[0]))
     if (labels / "manifest.json").is_file():
-        for case in manifest_cases(load_manifest(labels / "manifest.json"))[:4]:
+        for case in Manifest.load(labels / "manifest.json").cases()[:4]:
             maps.append((case.case_id, load_nifti(case.label, dtype=np.int64)[0]))
     return maps
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import medsynth
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.io import load_nifti
+from medsynth.manifest import Manifest
 from medsynth.models.evaluate import class_intensities
 
 CLASSES = ("csf", "gm", "wm", "netc", "snfh", "et")
@@ -57,7 +57,7 @@ def main() -> None:
     generators = [medsynth.load_generator(run / "generator.pt", device="cpu", precision="fp32") for run in args.runs]
     manifest = generators[0].training["manifest"]
     pooled = {name: {} for name in ["real", *names]}
-    for case in manifest_cases(load_manifest(manifest), splits=(args.split,)):
+    for case in Manifest.load(manifest).cases([args.split]):
         label_map, _, _ = load_nifti(case.label, dtype=np.int64)
         volumes = {"real": np.stack([load_nifti(p)[0] for p in case.images])}
         volumes |= {n: g.synthesize(label_map, seed=0).images for n, g in zip(names, generators, strict=True)}

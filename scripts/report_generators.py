@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import medsynth
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.io import load_nifti
+from medsynth.manifest import Manifest
 from medsynth.models.evaluate import class_intensities, latent_usage, pairwise_ms_ssim, ssim_psnr
 from medsynth.viz import case_tiles, save_grid, tumor_center
 
@@ -63,11 +63,11 @@ def main() -> None:
         if not path or name in generators:
             parser.error(f"--compare {spec}: give NAME=CHECKPOINT with a new name")
         generators[name] = medsynth.load_generator(path)
-    manifest = load_manifest(args.manifest)
-    cases = manifest_cases(manifest, splits=(args.split,))
+    manifest = Manifest.load(args.manifest)
+    cases = manifest.cases([args.split])
     modalities = generators["gan"].modalities
     pooled = {name: {m: {c: [] for c in CLASSES} for m in modalities} for name in ("train", "real", *generators)}
-    for case in manifest_cases(manifest, splits=(args.train_split,)):
+    for case in manifest.cases([args.train_split]):
         label_map, _, _ = load_nifti(case.label, dtype=np.int64)
         images = np.stack([load_nifti(p)[0] for p in case.images])
         for modality, by_class in class_intensities(images, label_map, modalities).items():

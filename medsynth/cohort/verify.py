@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 
 from medsynth.cohort.finalize import CHECKSUMS
-from medsynth.data.manifest import load_manifest
 from medsynth.data.scheme import CANONICAL_TO_BRATS2021, CANONICAL_TO_BRATS2023, CLASS_NAMES, from_canonical
 from medsynth.errors import DataError
 from medsynth.geometry import same_space
 from medsynth.io import OWNER_FILE, load_nifti, read_json, sha256
-from medsynth.manifest import SPLIT_KEYS
+from medsynth.manifest import SPLIT_KEYS, Manifest
 
 # A case id becomes a folder and file names: letters, digits, "_" and "-" only (no separators, no "..").
 CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -238,7 +237,7 @@ def verify_cohort(root: str | Path) -> list[str]:
     # 2. manifest structure
     manifest_path = root / "manifest.json"
     try:
-        manifest = load_manifest(manifest_path)
+        manifest = Manifest.load(manifest_path).data
     except DataError as exc:
         return [*problems, str(exc)]
     except (OSError, UnicodeDecodeError) as exc:

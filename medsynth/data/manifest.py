@@ -183,7 +183,7 @@ def build_manifest(
         data_dir=_relative(data_dir, base),
         checksums=sums,
     )
-    return load_manifest(output)
+    return Manifest.load(output).data
 
 
 def _check_manifest_output(output: Path) -> None:
@@ -214,16 +214,6 @@ def _label_names(scheme: str | None) -> dict[str, str]:
     if scheme == "freesurfer":
         return {"0": "background", "*": "FreeSurfer label values"}
     return {str(i): n for i, n in enumerate(names.get(scheme, ["background"]))}
-
-
-def load_manifest(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Read a manifest and check its structure (not its files: see :func:`check_manifest`); the JSON as a dict."""
-    return Manifest.load(path, kind=kind).data
-
-
-def manifest_cases(manifest: dict[str, Any], splits: tuple[str, ...] | None = None) -> list[Case]:
-    """The cases of a loaded manifest with absolute paths, optionally only some splits."""
-    return Manifest(manifest, manifest["medsynth"]["path"]).cases(splits)
 
 
 def _affines_close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -327,10 +317,10 @@ def check_manifest(path: str | Path) -> list[str]:
     >>> check_manifest(path)
     []
     """
-    manifest = load_manifest(path)
-    meta = manifest["medsynth"]
+    manifest = Manifest.load(path)
+    meta = manifest.meta
     sums = meta.get("checksums", {})
-    cases = manifest_cases(manifest)
+    cases = manifest.cases()
     problems = []
     for case in cases:
         problems.extend(check_case(case, meta["modalities"], meta.get("label_scheme"), sums))

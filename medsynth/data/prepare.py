@@ -30,21 +30,19 @@ from medsynth.data.manifest import (
     check_manifest,
     entry_files,
     file_checksums,
-    load_manifest,
-    manifest_cases,
 )
 from medsynth.data.preprocess import build_transforms, cache_dir_for
 from medsynth.data.scheme import CLASS_NAMES, REGIONS
 from medsynth.errors import DataError
 from medsynth.io import atomic_output, save_nifti, sha256
-from medsynth.manifest import provenance, write_manifest
+from medsynth.manifest import Manifest, provenance, write_manifest
 
 
-def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _items(manifest: Manifest) -> list[dict[str, Any]]:
     """Manifest cases as MONAI items; the files' checksums key the persistent cache."""
-    sums = manifest["medsynth"].get("checksums", {})
+    sums = manifest.meta.get("checksums", {})
     items = []
-    for case in manifest_cases(manifest):
+    for case in manifest.cases():
         item: dict[str, Any] = {"case_id": case.case_id, "split": case.split}
         if case.images:
             item["image"] = [str(p) for p in case.images] if len(case.images) > 1 else str(case.images[0])
@@ -111,10 +109,10 @@ def run_prepare(config: PrepareConfig, output: str | Path, progress: bool = True
     problems = check_manifest(manifest_path)
     if problems:
         raise DataError(f"{manifest_path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    manifest = load_manifest(manifest_path)
-    meta = manifest["medsynth"]
+    loaded = Manifest.load(manifest_path)
+    manifest, meta = loaded.data, loaded.meta
     modalities, label_scheme = meta["modalities"], meta.get("label_scheme")
-    items = _items(manifest)
+    items = _items(loaded)
     transforms = build_transforms(
         preprocess,
         modalities,
@@ -191,7 +189,7 @@ def prepare(
         cache_dir=None if cache_dir is None else str(cache_dir),
         previews=previews,
     )
-    return load_manifest(run_prepare(prepare_config, output, progress=progress))
+    return Manifest.load(run_prepare(prepare_config, output, progress=progress)).data
 
 
 def _write_case(

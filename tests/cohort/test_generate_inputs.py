@@ -20,9 +20,9 @@ import medsynth
 from medsynth.cli import main
 from medsynth.cohort.generate import generate_cohort
 from medsynth.cohort.verify import verify_cohort
-from medsynth.data.manifest import load_manifest, manifest_cases
 from medsynth.errors import MedsynthError
 from medsynth.io import OWNER_FILE
+from medsynth.manifest import Manifest
 
 
 def _one_error_line(err: str) -> str:
@@ -35,7 +35,7 @@ def _one_error_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def reference(prepared_phantoms) -> tuple[np.ndarray, np.ndarray]:
     """A canonical label map on the tiny generator's grid (48^3, 2 mm, RAS) and its affine."""
-    case = manifest_cases(load_manifest(prepared_phantoms), splits=("train",))[0]
+    case = Manifest.load(prepared_phantoms).cases(["train"])[0]
     image = nib.load(str(case.label))
     return np.asarray(image.dataobj).astype(np.int16), image.affine.copy()
 
@@ -246,7 +246,7 @@ def test_replaced_label_map_is_refused(tiny_generator, prepared_phantoms, label_
     """A held-out subject's real label map planted in a label-map folder is not published as synthetic."""
     tampered = tmp_path / "labels"
     shutil.copytree(label_folder, tampered)
-    real = manifest_cases(load_manifest(prepared_phantoms), splits=("validation",))[0].label
+    real = Manifest.load(prepared_phantoms).cases(["validation"])[0].label
     planted = tampered / "label_maps" / "synth_00000_label_map.nii.gz"
     shutil.copyfile(real, planted)
     planted_refused = r"synth_00000_label_map\.nii\.gz: not the label map `medsynth labels` wrote"
@@ -259,7 +259,7 @@ def test_label_map_outside_its_folder_is_refused(tiny_generator, prepared_phanto
     tampered = tmp_path / "labels"
     shutil.copytree(label_folder, tampered)
     manifest = json.loads((tampered / "manifest.json").read_text())
-    real = manifest_cases(load_manifest(prepared_phantoms), splits=("train",))[0].label
+    real = Manifest.load(prepared_phantoms).cases(["train"])[0].label
     manifest["training"][0]["label"] = os.path.relpath(real, tampered)
     (tampered / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MedsynthError, match="is outside its folder"):

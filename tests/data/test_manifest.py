@@ -13,8 +13,9 @@ from monai.data import load_decathlon_datalist
 
 from medsynth.cli import main
 from medsynth.data.layouts import detect_layout
-from medsynth.data.manifest import build_manifest, check_manifest, load_manifest, manifest_cases
+from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.errors import DataError
+from medsynth.manifest import Manifest
 
 
 @pytest.mark.parametrize("layout", ["brats2013", "brats2021", "brats2023"])
@@ -197,7 +198,7 @@ def test_build_cli_unknown_folder(tmp_path, capsys):
 
 def test_manifest_cases_absolute_paths(brats2013_dir, tmp_path):
     build_manifest(brats2013_dir, tmp_path / "m.json")
-    cases = manifest_cases(load_manifest(tmp_path / "m.json"), splits=("validation",))
+    cases = Manifest.load(tmp_path / "m.json").cases(["validation"])
     assert len(cases) == 1 and cases[0].split == "validation"
     assert all(p.is_file() for p in cases[0].images)
 
@@ -205,7 +206,7 @@ def test_manifest_cases_absolute_paths(brats2013_dir, tmp_path):
 def test_load_manifest_rejects_foreign_json(tmp_path):
     (tmp_path / "x.json").write_text('{"training": []}')
     with pytest.raises(DataError, match="not a medsynth manifest"):
-        load_manifest(tmp_path / "x.json")
+        Manifest.load(tmp_path / "x.json")
 
 
 def test_changed_file_fails_checksum(brats2013_dir, tmp_path):
