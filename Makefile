@@ -13,8 +13,8 @@ demo: setup
 	$(BIN)/medsynth demo -o runs/demo
 
 lint: setup
-	$(BIN)/ruff check medsynth tests scripts
-	$(BIN)/ruff format --check medsynth tests scripts
+	$(BIN)/ruff check medsynth tests scripts examples
+	$(BIN)/ruff format --check medsynth tests scripts examples
 	$(BIN)/lint-imports  # the pipeline's layer order and no import cycle: [tool.importlinter] in pyproject.toml
 
 test: lint

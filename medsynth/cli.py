@@ -15,10 +15,44 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsynth._version import __version__
-from medsynth.errors import MedsynthError
+from medsynth.errors import ConfigError, MedsynthError
 
 if TYPE_CHECKING:
     from medsynth.labels import LabelConfig
+
+
+def _declared_layout(args: argparse.Namespace) -> str | Path | dict | None:
+    """The layout of ``manifest build``: a name or file (``--layout``), declared or refined by flags."""
+    from medsynth.data.layouts import load_layout
+    from medsynth.data.scheme import parse_scheme
+
+    given = {
+        "images": dict(_key_value(i, "--image MODALITY=PATTERN") for i in args.image),
+        "label": args.label,
+        "mask": args.mask,
+        "label_scheme": parse_scheme(args.label_scheme) if args.label_scheme else None,
+        "channels": args.channels.split(",") if args.channels else None,
+    }
+    given = {k: v for k, v in given.items() if v}
+    if not given:
+        return args.layout
+    if args.layout is None and (given.get("images") or given.get("label")):
+        return {"name": "declared", **given}
+    if args.layout is None:  # --label-scheme / --channels refine the detected layout (a datalist for a .json)
+        from medsynth.data.find import detect_layout
+
+        data = Path(args.data_dir)
+        is_datalist = data.suffix.lower() == ".json" and data.name != "dataset.json"
+        layout = "datalist" if is_datalist else detect_layout(data.parent if data.is_file() else data)
+        return {**load_layout(layout).to_dict(), **given}
+    return {**load_layout(args.layout).to_dict(), **given}
+
+
+def _key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise MedsynthError(f"{flag}: expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def _manifest_build(args: argparse.Namespace) -> int:
@@ -27,7 +61,7 @@ def _manifest_build(args: argparse.Namespace) -> int:
     manifest = build_manifest(
         args.data_dir,
         args.output,
-        layout=args.layout,
+        layout=_declared_layout(args),
         include=args.include,
         name=args.name,
         seed=args.seed,
@@ -265,16 +299,35 @@ def build_parser() -> argparse.ArgumentParser:
     build = manifest_commands.add_parser(
         "build",
         help="scan a dataset folder and write a MONAI/MSD datalist manifest",
-        description="Scan DATA_DIR (BraTS 2013, 2018-2021, 2023+, MSD Task01, FreeSurfer label maps, "
-        "healthy T1) and write a manifest. Example: medsynth manifest build brats2013_small -o manifest.json",
+        description="Scan DATA_DIR (BraTS 2013, 2018-2021, 2023+, MSD Task01, nnU-Net v2 raw, a MONAI datalist "
+        "JSON, FreeSurfer label maps, healthy T1, or any layout you declare) and write a manifest. Examples: "
+        "medsynth manifest build brats2013_small -o manifest.json; "
+        "medsynth manifest build mydata --layout configs/layouts/brats2018_wt.yaml -o mine.json; "
+        "medsynth manifest build mydata --image flair={case}/FLAIR --label {case}/GT_W --label-scheme wt -o mine.json",
     )
-    build.add_argument("data_dir", type=Path, help="dataset folder")
+    build.add_argument("data_dir", type=Path, help="dataset folder, or a MONAI datalist JSON")
     build.add_argument("-o", "--output", type=Path, required=True, help="manifest JSON to write")
     build.add_argument(
         "--layout",
-        choices=["brats2013", "brats2021", "brats2023", "msd", "freesurfer", "t1"],
-        help="dataset layout (detected from file names when omitted)",
+        help="brats2013, brats2021, brats2023, msd, nnunet, datalist, freesurfer, t1, or a declaration "
+        "file (YAML, see configs/layouts/); detected from file names when omitted",
     )
+    build.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="MODALITY=PATTERN",
+        help="declare a modality's file pattern, e.g. flair={case}/FLAIR (repeat per modality)",
+    )
+    build.add_argument("--label", metavar="PATTERN", help="declare the label file's pattern, e.g. {case}/GT_W")
+    build.add_argument("--mask", metavar="PATTERN", help="declare the brain mask's pattern (default: derived)")
+    build.add_argument(
+        "--label-scheme",
+        metavar="SCHEME",
+        help="what label values mean: brats2013, brats2021, brats2023, msd, wt (whole tumor only), "
+        "or VALUE=CLASS,... e.g. 1=edema,2=netc,3=et",
+    )
+    build.add_argument("--channels", metavar="M1,M2", help="modality names of a datalist's image channels, in order")
     build.add_argument("--include", default="*", help="only files whose name matches this glob (default: all)")
     build.add_argument("--name", help="dataset name (default: the folder name)")
     build.add_argument("--seed", type=int, default=0, help="seed of the split when folders give none")
@@ -513,12 +566,16 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # Exit status: 2 for a usage or config error (as argparse), 1 for bad input data, a refused
+    # output or a failed run (as `manifest check` reporting problems), 130 for Ctrl-C.
     try:
         return args.func(args)
-    except (MedsynthError, ValueError) as exc:  # ValueError: dataclass validation of configs
-        return _error(str(exc))
+    except (ConfigError, ValueError) as exc:  # ValueError: dataclass validation of configs
+        return _error(str(exc), status=2)
+    except MedsynthError as exc:
+        return _error(str(exc), status=1)
     except OSError as exc:  # read-only output, disk full, a folder where a file belongs, unreadable input
-        return _error(_describe_os_error(exc))
+        return _error(_describe_os_error(exc), status=1)
     except KeyboardInterrupt:
         print(
             "medsynth: interrupted (finished work is kept; re-run to resume where the stage supports it)",
@@ -551,7 +608,7 @@ def _describe_os_error(exc: OSError) -> str:
     return f"{names}: {reason}"
 
 
-def _error(message: str, status: int = 2) -> int:
+def _error(message: str, status: int) -> int:
     print(f"medsynth: error: {message}", file=sys.stderr)
     return status
 

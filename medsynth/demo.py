@@ -16,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+from medsynth.data.bundled import DATASETS, SAMPLE_DATA
 from medsynth.data.config import PrepareConfig
 from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.data.prepare import run_prepare
@@ -26,15 +27,11 @@ from medsynth.manifest import Manifest
 
 def sample_data_dir() -> Path:
     """Folder of the sample data shipped inside the package (see its README.md)."""
-    return Path(__file__).resolve().parent / "sample_data"
+    return SAMPLE_DATA
 
 
 # name -> (folder inside sample_data, layout)
-SAMPLE_DATASETS = {
-    "brats2013": ("brats2013_2mm", None),
-    "synthseg": ("healthy/synthseg_2mm", "freesurfer"),
-    "colin27": ("healthy/colin27_2mm", "t1"),
-}
+SAMPLE_DATASETS = {name: (folder, layout) for name, (folder, layout, _) in DATASETS.items()}
 
 
 def run_demo(output: str | Path, cache_dir: str | Path | None = None) -> dict[str, Path]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 class MedsynthError(Exception):
     """Bad input or an impossible request, with a message that names the file and the problem.
 
-    The CLI prints the message and exits with status 2 instead of a traceback.
+    The CLI prints the message and exits with status 1 (2 for a :class:`ConfigError`) instead of a traceback.
     """
 
 

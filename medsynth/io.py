@@ -37,6 +37,18 @@ def sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's content (dtype, shape and values), independent of how a file compressed it.
+
+    >>> array_sha256(np.zeros((2, 2), np.int16)) == array_sha256(np.zeros((2, 2), np.int16))
+    True
+    """
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def strip_nifti_suffix(name: str) -> str:
     """``'a/b.nii.gz' -> 'a/b'``; names without a NIfTI suffix are returned unchanged."""
     for suffix in NIFTI_SUFFIXES:

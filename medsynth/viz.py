@@ -26,6 +26,7 @@ LABEL_COLORS = (
             [250, 210, 40],  # snfh
             [40, 200, 60],  # et
             [200, 60, 220],  # rc
+            [255, 130, 0],  # tumor (sub-regions unknown)
         ],
         dtype=np.float32,
     )
@@ -107,17 +108,15 @@ def save_grid(
     scale: float = 2.0,
 ) -> Path:
     """Lay ``tiles`` out in a grid with torchvision and save a PNG with a title, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot never switches the backend of the user's process (a notebook's inline figures)
     import torch
+    from matplotlib.figure import Figure
     from torchvision.utils import make_grid
 
     batch = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)
     grid = make_grid(batch, nrow=columns, padding=2, pad_value=0.2).permute(1, 2, 0).numpy()
     height, width = grid.shape[:2]
-    fig = plt.figure(figsize=(scale * width / 100 + 1.2, scale * height / 100 + 0.5), dpi=100)
+    fig = Figure(figsize=(scale * width / 100 + 1.2, scale * height / 100 + 0.5), dpi=100)
     ax = fig.add_axes((0.12 if row_names else 0.0, 0.0, 0.88 if row_names else 1.0, 0.93))
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
@@ -130,7 +129,6 @@ def save_grid(
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path
 
 

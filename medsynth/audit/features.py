@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_path
 
@@ -88,7 +88,7 @@ class FeatureNetwork:
 def _segresnet(in_channels: int, init_filters: int = 8) -> torch.nn.Module:
     from monai.networks.nets import SegResNet
 
-    return SegResNet(spatial_dims=3, in_channels=in_channels, out_channels=NUM_CLASSES, init_filters=init_filters)
+    return SegResNet(spatial_dims=3, in_channels=in_channels, out_channels=MODEL_CLASSES, init_filters=init_filters)
 
 
 def _pad_to(volume: torch.Tensor, multiple: int) -> torch.Tensor:

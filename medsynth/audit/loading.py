@@ -13,7 +13,7 @@ import numpy as np
 
 from medsynth.audit.anonymity import case_tumor_stats
 from medsynth.data.manifest import AFFINE_TOLERANCE
-from medsynth.data.scheme import CLASS_NAMES
+from medsynth.data.scheme import CLASS_NAMES, manifest_scheme, require_subregions
 from medsynth.errors import DataError
 from medsynth.io import load_nifti
 from medsynth.manifest import Case, Manifest
@@ -28,6 +28,11 @@ def load_audit_manifest(path: str | Path, kind: str) -> Manifest:
             f"{path}: label scheme {scheme!r}, not canonical; audit a prepared manifest (`medsynth prepare`) "
             "and a cohort made by `medsynth generate`"
         )
+    require_subregions(
+        manifest_scheme(manifest.meta),
+        str(path),
+        "the audit compares tumor sub-regions (netc, snfh, et) of real and synthetic cases",
+    )
     return manifest
 
 

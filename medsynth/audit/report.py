@@ -269,13 +269,12 @@ def _feature_lines(f: dict[str, Any]) -> list[str]:
 
 
 def write_plot(path: Path, s: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot never switches the backend of the user's process (a notebook's inline figures)
+    from matplotlib.figure import Figure
 
     m = s["memorization"]
-    fig, (ax, tumor_ax) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig = Figure(figsize=(11, 3.2))
+    ax, tumor_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     ax.hist([c["ncc"] for c in m["cases"]], bins=20, range=(-0.2, 1), alpha=0.7, label="synthetic -> nearest training")
     ax.hist(m["augmented_copy_ncc"], bins=20, range=(-0.2, 1), alpha=0.7, label="augmented copies of training")
     for value in m["held_out_nearest_ncc"]:
@@ -294,4 +293,3 @@ def write_plot(path: Path, s: dict[str, Any]) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)

@@ -189,14 +189,13 @@ def _describe(arm: ArmConfig) -> str:
 
 def plot(summary: dict, rows: list[dict], arms: list[str], baseline: str, path: Path) -> Path:
     """Dice and HD95 per region: every (seed, subject) value as a dot, mean ± sd as a bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot never switches the backend of the user's process (a notebook's inline figures)
     import numpy as np
+    from matplotlib.figure import Figure
 
     arms = [a for a in arms if summary.get(a)]
-    fig, axes = plt.subplots(2, 3, figsize=(4 + 1.1 * len(arms) * 1.5, 7.5), sharex=True)
+    fig = Figure(figsize=(4 + 1.1 * len(arms) * 1.5, 7.5))
+    axes = fig.subplots(2, 3, sharex=True)
     rng = np.random.default_rng(0)
     for col, region in enumerate(REGIONS):
         for row, (metric, label) in enumerate((("dice", "Dice"), ("hd95_mm", "HD95 (mm)"))):
@@ -221,7 +220,6 @@ def plot(summary: dict, rows: list[dict], arms: list[str], baseline: str, path: 
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return path
 
 

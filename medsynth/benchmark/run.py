@@ -41,7 +41,13 @@ from medsynth._version import __version__
 from medsynth.benchmark.config import RENDERERS, ArmConfig, BenchmarkConfig
 from medsynth.benchmark.report import write_outputs
 from medsynth.config import save_config, to_dict
-from medsynth.data.scheme import CANONICAL_TO_BRATS2023, from_canonical, to_canonical_tumor
+from medsynth.data.scheme import (
+    CANONICAL_TO_BRATS2023,
+    from_canonical,
+    manifest_scheme,
+    require_subregions,
+    to_canonical_tumor,
+)
 from medsynth.errors import DataError, MedsynthError
 from medsynth.geometry import to_original_space
 from medsynth.io import atomic_path, claim_output, load_nifti, read_json, save_nifti, sha256, write_json
@@ -77,6 +83,11 @@ def _split_cases(config: BenchmarkConfig) -> tuple[dict[str, Any], list[Case], l
     path = Path(config.data.manifest)
     loaded = Manifest.load(path, kind="prepared")
     manifest = loaded.data
+    require_subregions(
+        manifest_scheme(loaded.meta),
+        str(path),
+        "the benchmark trains segmenters on and scores WT, TC and ET, which need the sub-regions",
+    )
     train = [c for c in loaded.cases(config.data.train_splits) if c.images]
     test = [c for c in loaded.cases(config.data.test_splits) if c.images]
     if not train:

@@ -19,7 +19,7 @@ import yaml
 
 from medsynth.audit.anonymity import QuasiIdentifiers, check_k
 from medsynth.config import from_dict
-from medsynth.errors import ConfigError, MedsynthError
+from medsynth.errors import ConfigError
 from medsynth.labels.generate import LabelConfig
 from medsynth.labels.reshape import ReshapeSpec
 
@@ -85,13 +85,13 @@ class GenerateConfig:
         self.seed = check_seed(self.seed)
         self.shard = parse_shard(self.shard) if isinstance(self.shard, str) else check_shard(self.shard)
         if self.label_convention not in LABEL_CONVENTION_NAMES:
-            raise MedsynthError(f"label convention must be one of {list(LABEL_CONVENTION_NAMES)}")
+            raise ConfigError(f"label convention must be one of {list(LABEL_CONVENTION_NAMES)}")
         if self.precision not in PRECISIONS:
-            raise MedsynthError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+            raise ConfigError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.k_anonymity is not None:
             self.k_anonymity = check_k(self.k_anonymity)
             if self.labels is not None and not self.sources:
-                raise MedsynthError(
+                raise ConfigError(
                     f"--k-anonymity {self.k_anonymity} with --labels {self.labels}: the fill draws new label maps, so "
                     "give their tumor sources with --from PREPARED_MANIFEST (e.g. the manifest the label maps were "
                     "made from)"
@@ -138,9 +138,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise MedsynthError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+        raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
     if not 0 <= index < count:
-        raise MedsynthError(f"--shard {text!r}: need 0 <= i < n")
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < n")
     return index, count
 
 
@@ -149,7 +149,7 @@ def check_count(n: Any) -> int | None:
     if n is None:
         return None
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise MedsynthError(f"--n {n}: the number of cases must be a positive whole number")
+        raise ConfigError(f"--n {n}: the number of cases must be a positive whole number")
     return int(n)
 
 
@@ -162,14 +162,14 @@ def check_spacing(spacing_mm: Any) -> float | None:
     except (TypeError, ValueError):
         value = math.nan
     if isinstance(spacing_mm, bool) or not math.isfinite(value) or value <= 0:
-        raise MedsynthError(f"--spacing {spacing_mm}: the voxel size must be a positive, finite number of mm")
+        raise ConfigError(f"--spacing {spacing_mm}: the voxel size must be a positive, finite number of mm")
     return value
 
 
 def check_seed(seed: Any) -> int:
     """``--seed``: a non-negative whole number."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise MedsynthError(f"--seed {seed}: must be a non-negative whole number")
+        raise ConfigError(f"--seed {seed}: must be a non-negative whole number")
     return int(seed)
 
 
@@ -178,7 +178,7 @@ def check_shard(shard: Any) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in shard)
     except (TypeError, ValueError):
-        raise MedsynthError(f"shard {shard!r}: expected (i, n), e.g. (0, 4)") from None
+        raise ConfigError(f"shard {shard!r}: expected (i, n), e.g. (0, 4)") from None
     if not 0 <= index < count:
-        raise MedsynthError(f"shard {index}/{count}: need 0 <= i < n")
+        raise ConfigError(f"shard {index}/{count}: need 0 <= i < n")
     return index, count

@@ -150,6 +150,26 @@ def _privacy_paragraph(privacy: dict[str, Any] | None) -> str:
     return f"Differential privacy: the generator's training was {describe(privacy)}"
 
 
+def _anatomy_lines(plan: dict[str, Any]) -> list[str]:
+    """Where sampled label maps' brains came from: public healthy anatomies, or (a privacy caveat) patients'."""
+    if plan.get("label_maps") != "sampled":
+        return []
+    anatomies = plan.get("label_config", {}).get("anatomies", "all")
+    tumors = plan.get("default_sources", {}).get("tumors_from")
+    lines = [f"- Tumors: from {tumors}." if tumors else "- Tumors: from the `--from` manifest's training split."]
+    if anatomies == "healthy":
+        lines.append(
+            "- Anatomies: public healthy brains only (SynthSeg label maps, Colin27); no case has a patient's brain "
+            "shape (several cases share one healthy anatomy)."
+        )
+    else:
+        lines.append(
+            "- Anatomies: **include real patients' brains** (`anatomies: "
+            f"{anatomies}`); a brain's shape can identify a patient: check the copy audit before sharing."
+        )
+    return lines
+
+
 def _card(
     path: Path,
     manifest: dict[str, Any],
@@ -204,6 +224,7 @@ def _card(
         f"{', '.join(training.get('cases', [])) or 'unknown'}.",
         f"- Label maps: {plan['label_maps'] if plan['label_maps'] != 'sampled' else 'sampled by medsynth labels'}; "
         f"cohort seed {plan['seed']}. Every case can be regenerated from its `provenance.json`.",
+        *_anatomy_lines(plan),
         f"- Software: medsynth {__version__}.",
         "",
         "## Intended use and limits",

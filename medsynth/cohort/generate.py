@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ from medsynth.io import (
 )
 from medsynth.labels.generate import LabelConfig
 from medsynth.manifest import Manifest, provenance
+from medsynth.models.checkpoint import resolve as resolve_checkpoint
 
 if TYPE_CHECKING:
     from medsynth.labels.generate import LabelMapSampler
@@ -262,20 +263,27 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
     from medsynth.cohort.anonymity import fill_to_k
     from medsynth.cohort.finalize import finalize
 
-    checkpoint, output = Path(config.checkpoint), Path(output)
+    checkpoint, output = resolve_checkpoint(config.checkpoint), Path(output)
     labels = Path(config.labels) if config.labels is not None else None
     audit_against = Path(config.audit_against) if config.audit_against is not None else None
     spacing_mm, seed, label_convention = config.spacing_mm, config.seed, config.label_convention
     generator = medsynth.load_generator(checkpoint, precision=config.precision)
-    training_manifest = generator.training.get("manifest")
-    sources = [Path(p) for p in (config.sources or ([training_manifest] if training_manifest else []))]
+    sources = [Path(p) for p in config.sources]
     healthy = [Path(p) for p in config.healthy]
-    if labels is None and not (sources and all(p.is_file() for p in sources)):
-        raise MedsynthError(
-            f"no label sources for --n: the generator's training manifest ({training_manifest}) is not on this "
-            "machine; pass --from PREPARED_MANIFEST (e.g. runs/demo/prepared/brats2013/manifest.json after make demo)"
-        )
-    sampler_args = {"sources": sources, "healthy": healthy, "config": config.label_config, "reshape": config.reshape}
+    label_config, defaults = config.label_config, None
+    if labels is None and not sources:  # nothing given: training tumors found by content, healthy anatomies
+        from medsynth.cohort.defaults import default_sources
+
+        defaults = default_sources(generator, anatomies=label_config.anatomies)
+        sources, healthy = defaults.sources, healthy or defaults.healthy
+        if label_config.anatomies == "all" and defaults.healthy:
+            label_config = replace(label_config, anatomies="healthy")
+        for note in defaults.notes:
+            print(f"{output}: {note}")
+    missing = [p for p in [*sources, *healthy] if not p.is_file()]
+    if labels is None and missing:
+        raise DataError(f"{missing[0]}: label source not found (--from / --healthy take a prepared manifest)")
+    sampler_args = {"sources": sources, "healthy": healthy, "config": label_config, "reshape": config.reshape}
     source = _LabelSource(labels, config.n, seed, sampler_args)
     source.check_geometry(generator)
     _check_spacing_size(spacing_mm, generator)
@@ -286,6 +294,8 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
             fill_sampler = _make_sampler(sampler_args)
             _check_sampler_geometry(fill_sampler, generator)
     plan = _plan(config, checkpoint, generator, source, sources, healthy)
+    if defaults is not None:
+        plan["default_sources"] = {**defaults.describe(), "anatomies": label_config.anatomies}
     inputs = [p for p in (checkpoint, labels, *sources, *healthy, audit_against) if p is not None]
     claim_output(output, "generate", inputs=inputs)
     remove_stale_temporaries(output / "cases")  # hidden case folders of a killed run (kill -9 skips their clean-up)

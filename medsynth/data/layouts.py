@@ -1,60 +1,87 @@
-"""Find the cases of a dataset folder in each supported layout.
+"""Find the cases of a dataset folder: declared layouts (file-name patterns) and index files.
 
-A layout turns a folder into :class:`CaseFiles` records (which file holds which modality,
-the label map, the brain mask). Supported:
+A *layout* says which file of a subject holds which modality, the label and the brain mask,
+and what the label values mean. Most layouts are declared with file-name patterns
+(:class:`Layout`, YAML files in ``builtin_layouts/`` or a user's own, e.g.
+``configs/layouts/brats2018_wt.yaml``)::
 
-- ``brats2013``: subject folders with ``T1_*``, ``T1c_*``, ``T2_*``, ``Flair_*``,
-  ``brainmask*`` and ``OTMultiClass*`` files (the DeepMedic-prepared BraTS 2013/2015 data).
-- ``brats2021``: ``<case>_t1``, ``_t1ce``, ``_t2``, ``_flair``, ``_seg`` (BraTS 2018-2021).
-- ``brats2023``: ``<case>-t1n``, ``-t1c``, ``-t2w``, ``-t2f``, ``-seg`` (BraTS 2023+).
-- ``msd``: Medical Segmentation Decathlon Task01 (4D images, ``dataset.json``).
-- ``freesurfer``: label maps with FreeSurfer values and no images (e.g. SynthSeg maps).
-- ``t1``: brain-extracted healthy T1 scans with no labels (e.g. Colin27).
+    name: brats2018_wt
+    images: {flair: "{case}/FLAIR", t1: "{case}/T1"}
+    label: "{case}/GT_W"
+    label_scheme: wt          # whole tumor only; or a mapping {1: edema, 2: netc, 3: et}
 
-Modalities get medsynth's names: ``t1``, ``t1c``, ``t2``, ``flair``.
+Patterns are matched case-insensitively against the end of each NIfTI file's path below
+the dataset folder, with its ``.nii``/``.nii.gz`` suffix removed: ``{case}`` is the case id
+(no ``/``), ``*`` and ``?`` are wildcards within a name. Folders above the match named
+``train``/``training``, ``validation``/``val``, ``test``/``testing`` (or nnU-Net's
+``imagesTr``/``imagesTs``) give the case's split.
+
+Built in: ``brats2013`` (DeepMedic-prepared BraTS 2013/2015), ``brats2021`` (BraTS
+2018-2021), ``brats2023`` (BraTS 2023+), ``freesurfer`` (label maps only, e.g. SynthSeg),
+``t1`` (healthy brain-extracted T1, e.g. Colin27); and three index formats, read by
+:mod:`medsynth.data.importers`: ``msd`` (Decathlon ``dataset.json``), ``nnunet`` (nnU-Net
+v2 raw ``dataset.json``) and ``datalist`` (a MONAI datalist JSON). :mod:`medsynth.data.find`
+detects which one a folder is in and reads its cases.
+
+Modalities get medsynth's names: ``t1``, ``t1c``, ``t2``, ``flair`` (:func:`modality_from_name`).
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
-import itertools
 import os
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from medsynth.data.scheme import LabelScheme, mapping
 from medsynth.errors import DataError
-from medsynth.io import NIFTI_SUFFIXES, read_json, strip_nifti_suffix
+from medsynth.io import NIFTI_SUFFIXES, strip_nifti_suffix
 
 MODALITY_ORDER = ("t1", "t1c", "t2", "flair")
+BUILTIN_FOLDER = Path(__file__).parent / "builtin_layouts"
+INDEXED = ("msd", "nnunet", "datalist")  # layouts read from an index file, not from file names
 
-# layout -> (label scheme of its label files)
-LABEL_SCHEMES = {
-    "brats2013": "brats2013",
-    "brats2021": "brats2021",
-    "brats2023": "brats2023",
-    "msd": "msd",
-    "freesurfer": "freesurfer",
-    "t1": None,
+# Names datasets give their channels -> medsynth's modality names.
+MODALITY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "t1": ("t1", "t1w", "t1n", "native t1", "t1 native", "t1-native", "t1pre", "t1 pre"),
+    "t1c": ("t1c", "t1ce", "t1gd", "t1-gd", "t1 gd", "t1wce", "t1post", "t1 post", "t1 contrast", "t1c+", "t1-ce"),
+    "t2": ("t2", "t2w"),
+    "flair": ("flair", "t2f", "t2-flair", "t2 flair", "t2flair", "t2w-flair"),
 }
-LAYOUTS = tuple(LABEL_SCHEMES)
 
-_BRATS2013_PREFIX = {"t1": "t1", "t1c": "t1c", "t2": "t2", "flair": "flair"}
-_BRATS2021_SUFFIX = {"t1": "t1", "t1ce": "t1c", "t2": "t2", "flair": "flair", "seg": "label"}
-_BRATS2023_SUFFIX = {"t1n": "t1", "t1c": "t1c", "t2w": "t2", "t2f": "flair", "seg": "label"}
-_MSD_MODALITY = {"flair": "flair", "t1w": "t1", "t1gd": "t1c", "t2w": "t2"}
-_SPLIT_FOLDERS = {
+SPLIT_FOLDERS = {
     "train": "train",
     "training": "train",
     "tr": "train",
+    "imagestr": "train",
+    "labelstr": "train",
     "validation": "validation",
     "val": "validation",
     "valid": "validation",
     "test": "test",
     "testing": "test",
+    "imagests": "test",
+    "labelsts": "test",
 }
+
+
+def modality_from_name(name: str) -> str:
+    """medsynth's name of a channel a dataset names ``name`` (unknown names lower-cased, kept).
+
+    >>> modality_from_name("T1Gd"), modality_from_name("FLAIR"), modality_from_name("t2f"), modality_from_name("ADC")
+    ('t1c', 'flair', 'flair', 'adc')
+    """
+    key = " ".join(str(name).strip().lower().replace("_", " ").split())
+    for modality, names in MODALITY_SYNONYMS.items():
+        if key in names or key.replace(" ", "-") in names or key.replace(" ", "") in names:
+            return modality
+    return key.replace(" ", "_")
 
 
 @dataclass
@@ -62,13 +89,161 @@ class CaseFiles:
     """The files of one case, as found on disk (absolute paths)."""
 
     case_id: str
-    images: dict[str, Path] = field(default_factory=dict)  # modality -> file (or "*" for 4D)
+    images: dict[str, Path] = field(default_factory=dict)  # modality -> file (or "*" for one 4D file)
     label: Path | None = None
     mask: Path | None = None
-    split: str | None = None  # from the folder structure, when it says
+    split: str | None = None  # from the folder structure or index, when it says
 
 
-def _nifti_files(root: Path, include: str) -> list[Path]:
+@dataclass
+class Layout:
+    """A declared layout: where each file of a case is, and what the label values mean.
+
+    Args:
+        name: the layout's name, recorded in the manifest.
+        images: modality -> file-name pattern (see the module docstring).
+        label: pattern of the tumor label file; None: no labels.
+        mask: pattern of the brain mask; None: derived from the images by ``prepare``.
+        label_scheme: a scheme name (``brats2013``, ``brats2021``, ``brats2023``, ``msd``, ``wt``,
+            ``freesurfer``) or a mapping ``{value: class}``; None for unlabelled data.
+        index: ``msd``, ``nnunet`` or ``datalist``: cases come from an index file instead of patterns.
+        channels: modality names of an index's image channels, in order, where the index has none
+            (a MONAI datalist); MSD and nnU-Net name them in ``dataset.json``.
+        description: one line for people.
+
+    >>> Layout(name="mine", images={"flair": "{case}/FLAIR"}, label="{case}/GT_W", label_scheme="wt").modalities
+    ['flair']
+    >>> Layout(name="bad", images={"flair": "FLAIR"})
+    Traceback (most recent call last):
+    medsynth.errors.DataError: layout bad: images.flair pattern 'FLAIR' has no {case}; say where the case id is
+    """
+
+    name: str
+    images: dict[str, str] = field(default_factory=dict)
+    label: str | None = None
+    mask: str | None = None
+    label_scheme: LabelScheme | None = None
+    index: str | None = None
+    channels: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"layout {self.name}"
+        if self.index is not None:
+            if self.index not in INDEXED:
+                raise DataError(f"{where}: index must be one of {', '.join(INDEXED)}, not {self.index!r}")
+        elif not self.images and self.label is None:
+            raise DataError(f"{where}: declares no images and no label; nothing to find")
+        self.images = {modality_from_name(m): p for m, p in self.images.items()}
+        self.channels = [modality_from_name(c) for c in self.channels]
+        for role, pattern in self.patterns().items():
+            if not isinstance(pattern, str) or "{case}" not in pattern:
+                raise DataError(f"{where}: {role} pattern {pattern!r} has no {{case}}; say where the case id is")
+            if pattern.count("{case}") > 1:
+                raise DataError(f"{where}: {role} pattern {pattern!r} names the case more than once")
+        if self.label_scheme is not None and self.label_scheme != "freesurfer":
+            try:
+                mapping(self.label_scheme)
+            except ValueError as exc:
+                raise DataError(f"{where}: label_scheme: {exc}") from None
+
+    @property
+    def modalities(self) -> list[str]:
+        known = [m for m in MODALITY_ORDER if m in self.images]
+        return known + [m for m in self.images if m not in known]
+
+    def patterns(self) -> dict[str, str]:
+        """Role (``images.<modality>``, ``label``, ``mask``) -> pattern."""
+        roles = {f"images.{m}": p for m, p in self.images.items()}
+        roles.update({role: p for role, p in (("label", self.label), ("mask", self.mask)) if p is not None})
+        return roles
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        for key in ("images", "label", "mask", "label_scheme", "index", "channels", "description"):
+            value = getattr(self, key)
+            if value not in (None, {}, [], ""):
+                out[key] = value
+        return out
+
+
+def builtin_layouts() -> dict[str, Path]:
+    """Name -> declaration file of the layouts shipped with medsynth."""
+    return {p.stem: p for p in sorted(BUILTIN_FOLDER.glob("*.yaml"))}
+
+
+def load_layout(spec: str | Path | Layout | dict[str, Any]) -> Layout:
+    """A :class:`Layout` from a built-in name, a YAML declaration file, a mapping or a Layout.
+
+    >>> load_layout("brats2021").images["t1c"]
+    '{case}_t1ce'
+    >>> load_layout("nope")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    medsynth.errors.DataError: unknown layout 'nope': give a declaration file (.yaml) or one of brats2013, ...
+    """
+    if isinstance(spec, Layout):
+        return spec
+    if isinstance(spec, dict):
+        return _layout_from_dict(spec, "layout")
+    text = str(spec)
+    builtins = builtin_layouts()
+    if text in builtins:
+        path = builtins[text]
+    elif text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise DataError(f"{path}: layout declaration not found")
+    else:
+        raise DataError(
+            f"unknown layout {text!r}: give a declaration file (.yaml) or one of {', '.join(sorted(builtins))}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read layout ({getattr(exc, 'strerror', None) or exc})") from None
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a layout declaration is a mapping (name, images, label, label_scheme, mask)")
+    data.setdefault("name", path.stem)
+    return _layout_from_dict(data, str(path))
+
+
+def _layout_from_dict(data: dict[str, Any], where: str) -> Layout:
+    known = {"name", "images", "label", "mask", "label_scheme", "index", "channels", "description"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DataError(f"{where}: unknown key(s) {unknown}; a layout has {sorted(known)}")
+    images = data.get("images") or {}
+    if not isinstance(images, dict):
+        raise DataError(f"{where}: images must map each modality to a file-name pattern")
+    try:
+        return Layout(
+            name=str(data.get("name") or "custom"),
+            images={str(k): v for k, v in images.items()},
+            label=data.get("label"),
+            mask=data.get("mask"),
+            label_scheme=data.get("label_scheme"),
+            index=data.get("index"),
+            channels=[str(c) for c in data.get("channels") or []],
+            description=str(data.get("description") or ""),
+        )
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regex of a pattern, matched against the end of a file's suffix-less path (lower case)."""
+    pattern = strip_nifti_suffix(pattern.strip().strip("/")).lower()
+    parts = re.split(r"(\{case\}|\*|\?)", pattern)
+    body = "".join(
+        "(?P<case>[^/]+?)" if p == "{case}" else "[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p)
+        for p in parts
+    )
+    return re.compile(rf"(?:^|/){body}$")
+
+
+def nifti_files(root: Path, include: str) -> list[Path]:
     """NIfTI names under ``root``, broken links included: a scanner refuses those it would use.
 
     A folder that cannot be listed is an error (``Path.rglob`` skips it silently). Symbolic
@@ -87,7 +262,7 @@ def _nifti_files(root: Path, include: str) -> list[Path]:
     return sorted(files)
 
 
-def _readable(path: Path) -> Path:
+def readable(path: Path) -> Path:
     """``path``, after checking that it is a readable file; otherwise a :class:`DataError` naming it.
 
     A dangling or looping symbolic link would otherwise drop a modality without a word.
@@ -111,41 +286,21 @@ def _readable(path: Path) -> Path:
     return path
 
 
-def _split_of(path: Path, root: Path) -> str | None:
+def split_of(path: Path, root: Path) -> str | None:
+    """The split named by a folder between ``root`` and ``path`` (``train``, ``validation``, ``test``), if any."""
     for part in path.relative_to(root).parts[:-1]:
-        if part.lower() in _SPLIT_FOLDERS:
-            return _SPLIT_FOLDERS[part.lower()]
+        if part.lower() in SPLIT_FOLDERS:
+            return SPLIT_FOLDERS[part.lower()]
     return None
 
 
-def _brats2013_key(name: str) -> str | None:
-    stem = strip_nifti_suffix(name).lower()
-    if stem.startswith("otmulticlass"):
-        return "label"
-    if stem.startswith("brainmask"):
-        return "mask"
-    return _BRATS2013_PREFIX.get(stem.split("_", 1)[0])
-
-
-def _scan_brats2013(root: Path, include: str) -> list[CaseFiles]:
-    cases: dict[Path, CaseFiles] = {}
-    for path in _nifti_files(root, include):
-        key = _brats2013_key(path.name)
-        if key is None:
-            continue
-        folder = path.parent
-        case = cases.setdefault(folder, CaseFiles(case_id=folder.name, split=_split_of(path, root)))
-        _add(case, key, _readable(path))
-    return list(cases.values())
-
-
-def _add(case: CaseFiles, key: str, path: Path) -> None:
+def add_file(case: CaseFiles, key: str, path: Path) -> None:
     """Record ``path`` as the ``key`` file (a modality, ``label`` or ``mask``) of ``case``; never overwrite one."""
     existing = case.label if key == "label" else case.mask if key == "mask" else case.images.get(key)
     if existing is not None:
         raise DataError(
             f"{path}: a second {key} file for case {case.case_id!r} (first: {existing}); "
-            "one case id must name one subject"
+            "one case id must name one subject (make the layout's pattern match one file)"
         )
     if key == "label":
         case.label = path
@@ -155,145 +310,31 @@ def _add(case: CaseFiles, key: str, path: Path) -> None:
         case.images[key] = path
 
 
-def _scan_suffix(root: Path, include: str, sep: str, table: dict[str, str]) -> list[CaseFiles]:
-    pattern = re.compile(rf"^(?P<case>.+){re.escape(sep)}(?P<key>[A-Za-z0-9]+)$")
+def scan_patterns(root: Path, layout: Layout, include: str) -> list[CaseFiles]:
+    roles = [(role.removeprefix("images."), _pattern_regex(p)) for role, p in layout.patterns().items()]
     cases: dict[str, CaseFiles] = {}
-    for path in _nifti_files(root, include):
-        match = pattern.match(strip_nifti_suffix(path.name))
-        if not match or match["key"].lower() not in table:
-            continue
-        key = table[match["key"].lower()]
-        split = _split_of(path, root)
-        case = cases.setdefault(match["case"], CaseFiles(case_id=match["case"], split=split))
-        if case.split != split:
-            raise DataError(
-                f"{path}: case id {case.case_id!r} is in two splits ({case.split} at {_first_file(case).parent}, "
-                f"{split} at {path.parent}); a subject in two splits leaks between them"
-            )
-        _add(case, key, _readable(path))
+    for path in nifti_files(root, include):
+        relative = strip_nifti_suffix(path.relative_to(root).as_posix()).lower()
+        original = strip_nifti_suffix(path.relative_to(root).as_posix())
+        for key, regex in roles:
+            match = regex.search(relative)
+            if not match:
+                continue
+            start, end = match.span("case")
+            case_id = original[start:end]  # the file's own spelling
+            split = split_of(path, root)
+            case = cases.setdefault(case_id, CaseFiles(case_id=case_id, split=split))
+            if case.split != split:
+                first = first_file(case)
+                raise DataError(
+                    f"{path}: case id {case_id!r} is in two splits ({case.split} at {first.parent}, "
+                    f"{split} at {path.parent}); a subject in two splits leaks between them"
+                )
+            add_file(case, key, readable(path))
+            break
     return list(cases.values())
 
 
-def _scan_msd(root: Path, include: str) -> tuple[list[CaseFiles], list[str]]:
-    meta = read_json(root / "dataset.json")
-    try:
-        names = [meta["modality"][k] for k in sorted(meta["modality"], key=int)]
-    except (KeyError, ValueError, TypeError):
-        raise DataError(f"{root / 'dataset.json'}: no valid 'modality' table") from None
-    modalities = [_MSD_MODALITY.get(n.lower(), n.lower()) for n in names]
-    cases = []
-    for section, split in (("training", None), ("test", "test")):
-        for entry in meta.get(section, []):
-            image = entry["image"] if isinstance(entry, dict) else entry
-            label = entry.get("label") if isinstance(entry, dict) else None
-            image_path = (root / image).resolve()
-            if not fnmatch.fnmatch(image_path.name, include):
-                continue
-            cases.append(
-                CaseFiles(
-                    case_id=strip_nifti_suffix(image_path.name),
-                    images={"*": _readable(image_path)},
-                    label=_readable((root / label).resolve()) if label else None,
-                    split=split,
-                )
-            )
-    return cases, modalities
-
-
-def _scan_single(root: Path, include: str, kind: str) -> list[CaseFiles]:
-    cases = []
-    for path in map(_readable, _nifti_files(root, include)):
-        case_id = strip_nifti_suffix(path.name)
-        split = _split_of(path, root)
-        if kind == "freesurfer":
-            cases.append(CaseFiles(case_id=case_id, label=path, split=split))
-        else:
-            cases.append(CaseFiles(case_id=case_id, images={"t1": path}, split=split))
-    return cases
-
-
-def _refuse_duplicate_ids(cases: list[CaseFiles]) -> None:
-    """Two cases with one id would overwrite each other downstream (and may be one subject in two splits)."""
-    for first, second in itertools.pairwise(cases):  # sorted by id
-        if first.case_id == second.case_id:
-            a, b = _first_file(first), _first_file(second)
-            raise DataError(
-                f"{b}: case id {first.case_id!r} found twice ({first.split or 'no split'} at {a.parent}, "
-                f"{second.split or 'no split'} at {b.parent}); one case id must name one subject"
-            )
-
-
-def _first_file(case: CaseFiles) -> Path:
+def first_file(case: CaseFiles) -> Path:
+    """The first file of a case (for messages)."""
     return next(p for p in (*case.images.values(), case.label, case.mask) if p is not None)
-
-
-def detect_layout(root: Path) -> str:
-    """Guess the layout of ``root`` from its file names; raise :class:`DataError` if unknown."""
-    if (root / "dataset.json").is_file():
-        return "msd"
-    names = [p.name.lower() for p in _nifti_files(root, "*")]
-    if not names:
-        raise DataError(f"{root}: no NIfTI files (.nii or .nii.gz) found")
-    stems = [strip_nifti_suffix(n) for n in names]
-    if any(s.startswith("otmulticlass") for s in stems) or any(s.startswith(("t1c_", "flair_")) for s in stems):
-        return "brats2013"
-    if any(s.endswith(("-t1n", "-t1c", "-t2w", "-t2f")) for s in stems):
-        return "brats2023"
-    if any(s.endswith(("_t1ce", "_flair", "_t2", "_t1")) for s in stems):
-        return "brats2021"
-    raise DataError(
-        f"{root}: unknown layout (expected BraTS 2013, 2018-2021, 2023 or MSD file names); "
-        f"pass --layout {{{','.join(LAYOUTS)}}} for label-map-only or healthy T1 folders"
-    )
-
-
-def scan(root: str | Path, layout: str | None = None, include: str = "*") -> tuple[str, list[str], list[CaseFiles]]:
-    """Find the cases of ``root``.
-
-    Returns ``(layout, modalities, cases)`` where ``modalities`` is the ordered list of
-    modality names present in every case, and each case is a :class:`CaseFiles`.
-    Cases missing a modality, a label or a mask that other cases have raise a
-    :class:`DataError` listing every such case.
-    """
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder")
-    layout = layout or detect_layout(root)
-    if layout not in LABEL_SCHEMES:
-        raise DataError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    msd_modalities: list[str] = []
-    if layout == "brats2013":
-        cases = _scan_brats2013(root, include)
-    elif layout == "brats2021":
-        cases = _scan_suffix(root, include, "_", _BRATS2021_SUFFIX)
-    elif layout == "brats2023":
-        cases = _scan_suffix(root, include, "-", _BRATS2023_SUFFIX)
-    elif layout == "msd":
-        cases, msd_modalities = _scan_msd(root, include)
-    else:
-        cases = _scan_single(root, include, layout)
-    if not cases:
-        raise DataError(f"{root}: no cases found for layout {layout!r}")
-    cases.sort(key=lambda c: c.case_id)
-    _refuse_duplicate_ids(cases)
-
-    if layout == "msd":
-        modalities = msd_modalities
-    else:
-        present = set().union(*(c.images for c in cases))
-        modalities = [m for m in MODALITY_ORDER if m in present]
-    problems = []
-    if layout != "msd":
-        for case in cases:
-            missing = [m for m in modalities if m not in case.images]
-            if missing:
-                problems.append(f"case {case.case_id}: missing modality {', '.join(missing)}")
-    for attribute in ("label", "mask"):
-        with_it = [c for c in cases if getattr(c, attribute) is not None]
-        if with_it and len(with_it) != len(cases) and layout != "msd":
-            for case in cases:
-                if getattr(case, attribute) is None:
-                    problems.append(f"case {case.case_id}: missing {attribute} file")
-    if problems:
-        raise DataError(f"{root}: incomplete cases:\n  " + "\n  ".join(problems))
-    return layout, modalities, cases

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from medsynth.data import layouts
-from medsynth.data.scheme import allowed_values
+from medsynth.data import find, layouts
+from medsynth.data.scheme import CLASS_NAMES, LabelScheme, allowed_values, mapping
 from medsynth.errors import DataError, OutputError
 from medsynth.io import load_nifti, sha256
 from medsynth.manifest import Case, Manifest, provenance, write_manifest
@@ -92,29 +92,35 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def _assign_splits(cases: list[layouts.CaseFiles], seed: int, validation_fraction: float) -> str:
-    """Use folder splits when every case has one; otherwise a seeded random split."""
+    """Use the splits the folders (or index) give; cases without one get a seeded train/validation split.
+
+    Test cases may be named alone (nnU-Net's ``imagesTs``); a mix of cases in train/validation
+    folders and cases in none is refused, since it usually means a misplaced subject.
+    """
     if all(c.split for c in cases):
         return "folders"
-    if any(c.split for c in cases):
+    if any(c.split in ("train", "validation") for c in cases):
         named = [c.case_id for c in cases if not c.split]
         raise DataError(
             f"some cases sit in train/validation folders and some do not ({', '.join(named)}); "
             "put every case in a split folder or none"
         )
+    unsplit = [c for c in cases if not c.split]
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(cases))
-    n_val = int(round(validation_fraction * len(cases)))
-    if validation_fraction > 0 and len(cases) >= 2:
+    order = rng.permutation(len(unsplit))
+    n_val = int(round(validation_fraction * len(unsplit)))
+    if validation_fraction > 0 and len(unsplit) >= 2:
         n_val = max(1, n_val)
     for rank, index in enumerate(order):
-        cases[index].split = "validation" if rank < n_val else "train"
-    return f"seeded(seed={seed}, validation_fraction={validation_fraction})"
+        unsplit[index].split = "validation" if rank < n_val else "train"
+    seeded = f"seeded(seed={seed}, validation_fraction={validation_fraction})"
+    return seeded if len(unsplit) == len(cases) else f"folders (test) + {seeded}"
 
 
 def build_manifest(
     data_dir: str | Path,
     output: str | Path,
-    layout: str | None = None,
+    layout: str | Path | layouts.Layout | dict[str, Any] | None = None,
     include: str = "*",
     name: str | None = None,
     seed: int = 0,
@@ -124,10 +130,11 @@ def build_manifest(
     """Scan ``data_dir`` and write a manifest (kind ``raw``) to ``output``; return the manifest.
 
     Args:
-        data_dir: folder of a dataset in one of the known layouts (BraTS 2013, 2018-2021, 2023,
-            MSD, or label-map-only / healthy T1 folders).
+        data_dir: a dataset folder (or a MONAI datalist JSON file).
         output: path of the manifest JSON to write; case paths are stored relative to it.
-        layout: one of ``layouts.LAYOUTS``; detected from the file names when ``None``.
+        layout: a built-in layout's name (``brats2013``, ``brats2021``, ``brats2023``, ``msd``,
+            ``nnunet``, ``datalist``, ``freesurfer``, ``t1``), a declaration file (YAML), or a
+            :class:`~medsynth.data.layouts.Layout`; detected from the file names when ``None``.
         include: glob on NIfTI file names; only matching files are scanned.
         name: dataset name in the manifest; the folder name when ``None``.
         seed: seed of the random train/validation split, used only when the folders give none.
@@ -143,7 +150,13 @@ def build_manifest(
     data_dir = Path(data_dir).resolve()
     output = Path(output).resolve()
     _check_manifest_output(output)
-    layout, modalities, found = layouts.scan(data_dir, layout=layout, include=include)
+    found_scan = find.find_cases(data_dir, layout=layout, include=include)
+    declared, modalities, found, label_scheme = (
+        found_scan.layout,
+        found_scan.modalities,
+        found_scan.cases,
+        found_scan.label_scheme,
+    )
     split_source = _assign_splits(found, seed, validation_fraction)
     base = output.parent
     base.mkdir(parents=True, exist_ok=True)  # relative paths are resolved through it
@@ -154,7 +167,7 @@ def build_manifest(
         entry: dict[str, Any] = {"case_id": case.case_id, "split": case.split}
         files = []
         if case.images:
-            files = list(case.images.values()) if layout == "msd" else [case.images[m] for m in modalities]
+            files = list(case.images.values()) if "*" in case.images else [case.images[m] for m in modalities]
             entry["image"] = [_relative(p, base) for p in files]
         if case.label is not None:
             entry["label"] = _relative(case.label, base)
@@ -164,21 +177,29 @@ def build_manifest(
             sums.update(file_checksums([entry], base))
             cases.append(Case(case.case_id, case.split, files, case.label, case.mask, entry))
         entries.append(entry)
-    shared = _shared_subjects(cases, sums, output)  # ids are unique (layouts.scan); content compared when hashed
+    shared = _shared_subjects(cases, sums, output)  # ids are unique (find_cases); content compared when hashed
     if shared:
         raise DataError(shared[0] + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""))
-    settings = {"layout": layout, "include": include, "seed": seed, "validation_fraction": validation_fraction}
+    settings = {
+        "layout": declared.to_dict(),
+        "include": include,
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+    }
+    if isinstance(label_scheme, dict):  # JSON keys are strings; store the resolved class names
+        label_scheme = {str(k): CLASS_NAMES[v] for k, v in sorted(mapping(label_scheme).items())}
     write_manifest(
         output,
         kind="raw",
-        name=name or data_dir.name,
-        description=f"{layout} dataset at {_relative(data_dir, base)}",
+        name=name or (data_dir.stem if data_dir.is_file() else data_dir.name),
+        description=f"{declared.name} dataset at {_relative(data_dir, base)}",
         modalities=modalities,
-        labels=_label_names(layouts.LABEL_SCHEMES[layout]),
+        labels=_label_names(label_scheme),
         entries=entries,
         provenance=provenance("manifest", config=settings, seed=seed, checksums=False, inputs=[data_dir]),
-        layout=layout,
-        label_scheme=layouts.LABEL_SCHEMES[layout],
+        layout=declared.name,
+        layout_declaration=declared.to_dict(),
+        label_scheme=label_scheme,
         split_source=split_source,
         data_dir=_relative(data_dir, base),
         checksums=sums,
@@ -200,16 +221,18 @@ def _check_manifest_output(output: Path) -> None:
         )
 
 
-def _label_names(scheme: str | None) -> dict[str, str]:
+def _label_names(scheme: LabelScheme | None) -> dict[str, str]:
     names = {
         "brats2013": ["background", "necrosis", "edema", "non-enhancing", "enhancing"],
         "brats2021": ["background", "NCR/NET", "edema", "unused", "enhancing"],
         "brats2023": ["background", "NETC", "SNFH", "ET", "RC"],
         "msd": ["background", "edema", "non-enhancing tumor", "enhancing tumour"],
     }
+    if isinstance(scheme, dict):
+        return {"0": "background", **{str(k): CLASS_NAMES[v] for k, v in sorted(mapping(scheme).items())}}
+    if scheme == "wt":
+        return {"0": "background", "1": "tumor (whole tumor; sub-regions unknown)"}
     if scheme == "canonical":
-        from medsynth.data.scheme import CLASS_NAMES
-
         return {str(k): v for k, v in CLASS_NAMES.items()}
     if scheme == "freesurfer":
         return {"0": "background", "*": "FreeSurfer label values"}

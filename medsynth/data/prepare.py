@@ -32,7 +32,7 @@ from medsynth.data.manifest import (
     file_checksums,
 )
 from medsynth.data.preprocess import build_transforms, cache_dir_for
-from medsynth.data.scheme import CLASS_NAMES, REGIONS
+from medsynth.data.scheme import CLASS_NAMES, ET, NETC, REGIONS, SNFH, TUMOR
 from medsynth.errors import DataError
 from medsynth.io import atomic_output, save_nifti, sha256
 from medsynth.manifest import Manifest, provenance, write_manifest
@@ -74,12 +74,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 def class_volumes_ml(label_map: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
-    """Volume (ml) of every canonical class present and of each BraTS region."""
+    """Volume (ml) of every canonical class and of each BraTS region the labels define.
+
+    Whole-tumor-only labels (class ``tumor``) give ``tumor`` and ``WT`` only: their
+    sub-regions, TC and ET are unknown, not zero.
+
+    >>> class_volumes_ml(np.array([[[0, 3, TUMOR, TUMOR]]]), (10.0, 10.0, 10.0))
+    {'csf': 0.0, 'gm': 0.0, 'wm': 1.0, 'rc': 0.0, 'tumor': 2.0, 'WT': 2.0}
+    """
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     counts = np.bincount(label_map.ravel().astype(np.int64), minlength=len(CLASS_NAMES))
-    volumes = {CLASS_NAMES[c]: round(float(counts[c]) * voxel_ml, 3) for c in CLASS_NAMES if c}
+    whole_tumor_only = counts[TUMOR] > 0
+    unknown = {NETC, SNFH, ET} if whole_tumor_only else {TUMOR}
+    volumes = {CLASS_NAMES[c]: round(float(counts[c]) * voxel_ml, 3) for c in CLASS_NAMES if c and c not in unknown}
     for region, classes in REGIONS.items():
-        volumes[region] = round(float(sum(counts[c] for c in classes)) * voxel_ml, 3)
+        if region == "WT" or not whole_tumor_only:
+            volumes[region] = round(float(sum(counts[c] for c in classes)) * voxel_ml, 3)
     return volumes
 
 

@@ -114,13 +114,12 @@ def write_report(root: Path, entries: list[dict[str, Any]], sampler: LabelMapSam
 
 
 def _plot(path: Path, entries: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot never switches the backend of the user's process (a notebook's inline figures)
+    from matplotlib.figure import Figure
 
     achieved = [e["record"]["achieved"] for e in entries]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig = Figure(figsize=(16, 3.6))
+    axes = fig.subplots(1, 4)
     volumes = [a["volume_ml"] for a in achieved]
     bins = summary["volume_ml"].get("bins") or 12
     axes[0].hist(volumes, bins=bins, color="tab:blue", alpha=0.8, label="achieved")
@@ -145,4 +144,3 @@ def _plot(path: Path, entries: list[dict[str, Any]], summary: dict[str, Any]) ->
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES
+from medsynth.data.scheme import ET, NETC, SNFH, TUMOR_CLASSES, manifest_scheme, require_subregions
 from medsynth.errors import DataError
 from medsynth.io import load_nifti, sha256
 from medsynth.manifest import Manifest
@@ -88,7 +88,15 @@ def read_sources(
     anatomies: list[Anatomy] = []
     tumors: list[Tumor] = []
     for path in manifest_paths:
-        for case in Manifest.load(path, kind="prepared").cases(None if healthy else splits):
+        manifest = Manifest.load(path, kind="prepared")
+        if not healthy:
+            require_subregions(
+                manifest_scheme(manifest.meta),
+                str(path),
+                "new label maps are made from real tumors with their sub-regions (netc, snfh, et); "
+                "give tumor sources with sub-region labels",
+            )
+        for case in manifest.cases(None if healthy else splits):
             label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
             digest = sha256(case.label)
             split = "healthy" if healthy else case.split

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from medsynth.data.scheme import ET, NETC, NUM_CLASSES, SNFH
+from medsynth.data.scheme import ET, NETC, NUM_CLASSES, SNFH, manifest_scheme, require_subregions
 from medsynth.errors import MedsynthError
 from medsynth.io import read_json
 from medsynth.manifest import Manifest
@@ -35,6 +35,11 @@ class LeakageError(MedsynthError):
 def real_items(manifest: str | Path, splits: Sequence[str] = ("train",)) -> list[dict[str, Any]]:
     """Items (``image`` files, ``label``, ``case_id``, ``source='real'``) of a prepared manifest."""
     loaded = Manifest.load(manifest, kind="prepared")
+    require_subregions(
+        manifest_scheme(loaded.meta),
+        str(manifest),
+        "the loader's label maps carry tumor sub-regions (netc, snfh, et), as synthetic cases do",
+    )
     return [
         {
             "image": [str(p) for p in c.images],

@@ -94,15 +94,35 @@ def save(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def resolve(spec: str | Path) -> Path:
+    """A checkpoint's path: ``pretrained:gan`` / ``pretrained:vae`` name the models shipped in the package.
+
+    >>> resolve("pretrained:vae").name, resolve("runs/gan/generator.pt").as_posix()
+    ('vae_cpu.pt', 'runs/gan/generator.pt')
+    """
+    text = str(spec)
+    if not text.startswith("pretrained:"):
+        return Path(spec)
+    kind = text.split(":", 1)[1]
+    path = PRETRAINED / f"{kind}_cpu.pt"
+    if not path.is_file():
+        shipped = sorted(p.name.removesuffix("_cpu.pt") for p in PRETRAINED.glob("*_cpu.pt"))
+        raise MedsynthError(f"{text}: no such shipped model; choose {', '.join('pretrained:' + k for k in shipped)}")
+    return path
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu", expect: str | None = None) -> dict[str, Any]:
     """Load a checkpoint safely (no arbitrary unpickling) and check its content checksum.
 
     ``expect``: ``"training"`` (``--resume`` needs optimizers and discriminator) or
     ``"generator"`` (synthesis needs the weights and their metadata); ``None`` checks only
     that it is a medsynth checkpoint. Every refusal is a one-line :class:`MedsynthError`
-    naming the file.
+    naming the file. ``path`` may be ``pretrained:gan`` or ``pretrained:vae`` (:func:`resolve`).
     """
-    path = Path(path)
+    path = resolve(path)
     if not path.is_file():
         raise MedsynthError(f"{path}: checkpoint not found")
     try:

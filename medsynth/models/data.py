@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES, manifest_scheme, require_subregions
 from medsynth.errors import DataError
-from medsynth.io import load_nifti
+from medsynth.io import array_sha256, load_nifti
 from medsynth.manifest import Manifest
 
 
@@ -27,6 +27,8 @@ class TrainingSet:
     case_ids: list[str]
     affine: np.ndarray  # of the first case (all share the prepared grid)
     spacing_mm: tuple[float, float, float]
+    label_digests: dict[str, str]  # case id -> content SHA-256 of its int16 label map (io.array_sha256)
+    preprocess: dict  # the prepared manifest's preprocessing (spacing, grid, orientation, anatomy)
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -37,6 +39,12 @@ def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingS
     """Read the images and label maps of the given splits of a prepared manifest."""
     manifest = Manifest.load(manifest_path, kind="prepared")
     meta = manifest.meta
+    require_subregions(
+        manifest_scheme(meta),
+        str(manifest_path),
+        "generators are conditioned on the tumor sub-regions (netc, snfh, et); "
+        "train them on data with sub-region labels",
+    )
     cases = [c for c in manifest.cases(splits) if c.images]
     if not cases:
         raise DataError(f"{manifest_path}: no cases with images in splits {splits}")
@@ -59,10 +67,12 @@ def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingS
         case_ids=[c.case_id for c in cases],
         affine=affine,
         spacing_mm=spacing,
+        label_digests={c.case_id: array_sha256(m.astype(np.int16)) for c, m in zip(cases, label_maps, strict=True)},
+        preprocess=dict(meta.get("preprocess") or {}),
     )
 
 
-def one_hot(label_maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+def one_hot(label_maps: torch.Tensor, num_classes: int = MODEL_CLASSES) -> torch.Tensor:
     """(B, X, Y, Z) integer label maps -> (B, K, X, Y, Z) float one-hot (the SPADE input)."""
     return torch.nn.functional.one_hot(label_maps.long(), num_classes).permute(0, 4, 1, 2, 3).float()
 

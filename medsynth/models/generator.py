@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medsynth.config import from_dict
-from medsynth.data.scheme import CLASS_NAMES, NUM_CLASSES
+from medsynth.data.scheme import CLASS_NAMES, MODEL_CLASSES, TUMOR
 from medsynth.errors import MedsynthError
 from medsynth.geometry import same_space
 from medsynth.io import load_nifti, save_nifti
@@ -73,7 +73,7 @@ class Generator:
         # within 0.013 brain SD of fp32: reports/performance_generation.md); fp32 elsewhere (bf16 emulated, slow).
         self.autocast = autocast_dtype(precision, self.device, torch.bfloat16 if cpu_has_bf16() else None)
         self.precision = "fp32" if self.autocast is None else "bf16"
-        self.model = build_generator(self.kind, self.network, len(self.modalities), NUM_CLASSES, self.grid)
+        self.model = build_generator(self.kind, self.network, len(self.modalities), MODEL_CLASSES, self.grid)
         weights = state.get("state_dict") or state["generator"]
         try:
             self.model.load_state_dict(weights)
@@ -149,17 +149,22 @@ class Generator:
             if fractional.any():
                 examples = ", ".join(f"{v:g}" for v in np.unique(array[fractional])[:3])
                 raise MedsynthError(
-                    f"{name}: label values must be whole numbers (canonical classes 0..{NUM_CLASSES - 1}); "
+                    f"{name}: label values must be whole numbers (canonical classes 0..{MODEL_CLASSES - 1}); "
                     f"found {examples}"
                 )
-        outside = (array < 0) | (array >= NUM_CLASSES)
+        if np.any(array == TUMOR):
+            raise MedsynthError(
+                f"{name}: whole-tumor-only labels (class {TUMOR} 'tumor', sub-regions unknown); the generator is "
+                "conditioned on netc, snfh and et, and medsynth does not guess them"
+            )
+        outside = (array < 0) | (array >= MODEL_CLASSES)
         if outside.any():
             values = np.unique(array[outside])
             shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
             raise MedsynthError(
-                f"{name}: label values {shown} are outside the canonical scheme 0..{NUM_CLASSES - 1} "
-                f"({', '.join(f'{k} {v}' for k, v in CLASS_NAMES.items())}); convert source labels with "
-                "`medsynth prepare`"
+                f"{name}: label values {shown} are outside the canonical scheme 0..{MODEL_CLASSES - 1} "
+                f"({', '.join(f'{k} {v}' for k, v in CLASS_NAMES.items() if k < MODEL_CLASSES)}); "
+                "convert source labels with `medsynth prepare`"
             )
         cases = array.reshape(-1, *array.shape[-3:])
         for index, case in enumerate(cases):
@@ -216,7 +221,7 @@ def load_generator(path: str | Path, device: str | torch.device = "auto", precis
     The same seed gives slightly different voxels in bf16 and fp32; ``Generator.precision`` says which ran.
 
     Args:
-        path: the checkpoint (e.g. ``medsynth.pretrained("gan")``).
+        path: the checkpoint (``generator.pt``, ``checkpoint.pt``, or ``"pretrained:gan"`` / ``"pretrained:vae"``).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         precision: see above.
 
@@ -226,4 +231,4 @@ def load_generator(path: str | Path, device: str | torch.device = "auto", precis
     ('gan', ['t1c', 'flair'], (80, 96, 80))
     """
     state = checkpoint.load(path, expect="generator")
-    return Generator(state, device=device, precision=precision, source=path)
+    return Generator(state, device=device, precision=precision, source=checkpoint.resolve(path))

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES
 from medsynth.models.config import TrainConfig
 from medsynth.models.data import TrainingSet, draw_batch, one_hot
 from medsynth.models.losses import (
@@ -183,7 +183,7 @@ class PatchDiscriminatorStep(DiscriminatorStep):
     @classmethod
     def build(cls, config: TrainConfig, data: TrainingSet, placement: Placement) -> PatchDiscriminatorStep:
         """A new discriminator (label map + image in) with its Adam optimizer and learning-rate decay."""
-        network = MultiScaleDiscriminator(len(data.modalities) + NUM_CLASSES, config.network).to(placement.device)
+        network = MultiScaleDiscriminator(len(data.modalities) + MODEL_CLASSES, config.network).to(placement.device)
         network = network.to(memory_format=placement.memory_format)
         optimizer = torch.optim.Adam(network.parameters(), lr=config.lr_discriminator, betas=config.betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(config.steps, config.lr_decay_start))
@@ -321,7 +321,7 @@ class GanStep(GeneratorStep):
         return True
 
     def build_network(self, n_channels: int, grid: tuple[int, int, int]) -> nn.Module:
-        return build_generator("gan", self.config.network, n_channels, NUM_CLASSES, grid)
+        return build_generator("gan", self.config.network, n_channels, MODEL_CLASSES, grid)
 
     def synthesize(self, batch: Batch) -> Synthesis:
         if self.config.loss.diversity_weight > 0:
@@ -347,7 +347,7 @@ class VaeStep(GeneratorStep):
     """MONAI ``SPADENet``: encoder -> style latent -> SPADE decoder, with KL; optionally a VAE-GAN."""
 
     def build_network(self, n_channels: int, grid: tuple[int, int, int]) -> nn.Module:
-        return build_generator("vae", self.config.network, n_channels, NUM_CLASSES, grid)
+        return build_generator("vae", self.config.network, n_channels, MODEL_CLASSES, grid)
 
     def synthesize(self, batch: Batch) -> VaeSynthesis:
         if self.config.loss.diversity_weight > 0:

@@ -31,7 +31,7 @@ import torch
 
 from medsynth._version import __version__
 from medsynth.config import from_dict, save_config, to_dict
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import claim_output, write_json
 from medsynth.manifest import provenance
@@ -75,10 +75,13 @@ def generator_metadata(config: TrainConfig, data: TrainingSet, privacy: dict[str
         "grid": list(data.grid),
         "spacing_mm": list(data.spacing_mm),
         "orientation": "".join(nib.aff2axcodes(data.affine)),  # label maps are checked against it
-        "label_channels": NUM_CLASSES,
+        "label_channels": MODEL_CLASSES,
         "training": {
+            # a hint only: the training data are found again by content (label_maps), on any machine
             "manifest": str(Path(config.manifest).resolve()),
             "cases": data.case_ids,
+            "label_maps": data.label_digests,
+            "preprocess": data.preprocess,
             "medsynth": __version__,
             **({"privacy": privacy} if privacy is not None else {}),
         },

@@ -12,7 +12,7 @@ from conftest import AFFINE, make_dataset, phantom, save
 from monai.data import load_decathlon_datalist
 
 from medsynth.cli import main
-from medsynth.data.layouts import detect_layout
+from medsynth.data.find import detect_layout
 from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.errors import DataError
 from medsynth.manifest import Manifest
