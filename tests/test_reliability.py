@@ -58,7 +58,7 @@ PREPARE_TINY = ["spacing_mm=[4,4,4]", "grid=[32,32,32]"]
 def test_prepare_into_its_own_input_folder_deletes_nothing(raw, capsys):
     before = snapshot(raw)
     code, err = run(["prepare", raw / "manifest.json", "-o", raw, "--no-previews", *PREPARE_TINY], capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(raw))
     assert snapshot(raw) == before
 
@@ -80,7 +80,7 @@ def test_stage_outputs_refuse_a_users_folder(raw, tmp_path, capsys):
     }
     for stage, argv in commands.items():
         code, err = run(argv, capsys)
-        assert code == 2, stage
+        assert code == 1, stage
         assert_one_line(err, str(users), "medsynth did not write", "thesis.tex")
     assert snapshot(tmp_path) == before
 
@@ -95,7 +95,7 @@ def test_a_stage_replaces_only_its_own_output(raw, tmp_path, capsys):
     assert snapshot(prepared).keys() == first.keys() and (prepared / "config.yaml").read_text() != "edited"
     before = snapshot(prepared)
     code, err = run(["labels", "--from", prepared / "manifest.json", "--n", "1", "-o", prepared], capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(prepared))  # its input is inside, and prepare wrote it
     assert snapshot(prepared) == before
 
@@ -104,13 +104,13 @@ def test_output_path_that_is_a_file(raw, tmp_path, capsys):
     target = tmp_path / "out"
     target.write_text("a user's file")
     code, err = run(["prepare", raw / "manifest.json", "-o", target, *PREPARE_TINY], capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(target), "not a folder")
     assert target.read_text() == "a user's file"
     directory = tmp_path / "m.json"
     directory.mkdir()
     code, err = run(["manifest", "build", raw, "-o", directory], capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(directory), "folder is in the way")
 
 
@@ -132,7 +132,7 @@ def test_write_failures_are_one_line_and_leave_nothing(raw, tmp_path, capsys, mo
     out_root.mkdir()
     monkeypatch.setattr(nibabel, "save", failing_save)
     code, err = run(["prepare", raw / "manifest.json", "-o", out_root / "prepared", *PREPARE_TINY], capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, text, str(out_root))
     assert list(out_root.iterdir()) == []
 
@@ -150,7 +150,7 @@ def test_full_disk_for_real(raw, tmp_path, capsys):
     try:
         (mount / "keep.txt").write_text("already here")
         code, err = run(["labels", "--from", prepared / "manifest.json", "--n", "40", "-o", mount / "labels"], capsys)
-        assert code == 2
+        assert code == 1
         assert_one_line(err, "No space left on device")
         assert sorted(p.name for p in mount.iterdir()) == ["keep.txt"]
     finally:
@@ -216,7 +216,7 @@ def test_manifest_build_never_writes_over_a_scan_or_a_document(raw, tmp_path, ca
     before = snapshot(tmp_path)
     for target in (scan, document):
         code, err = run(["manifest", "build", raw, "-o", target], capsys)
-        assert code == 2
+        assert code == 1
         assert_one_line(err, str(target), "not a medsynth manifest")
     assert snapshot(tmp_path) == before
     assert run(["manifest", "build", raw, "-o", raw / "manifest.json"], capsys)[0] == 0  # a manifest is replaced
@@ -230,7 +230,7 @@ def test_files_added_to_a_stage_output_are_not_replaced_silently(raw, tmp_path, 
     note.write_text("a radiologist's correction")
     before = snapshot(prepared)
     code, err = run(argv, capsys)
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(prepared), "my_corrected_seg.nii.gz", "medsynth did not write")
     assert snapshot(prepared) == before
 
@@ -250,7 +250,7 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line(raw, tmp_path, capsys, 
     code, err = run(
         ["train", "--config", "configs/gan_tiny.yaml", "-o", out, f"manifest={prepared / 'manifest.json'}"], capsys
     )
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(out / "checkpoint.pt"), "writing the checkpoint failed")
     assert not any(p.name.startswith(".") and ".tmp" in p.name for p in out.iterdir())
 
@@ -260,5 +260,5 @@ def test_a_nifti_where_json_belongs_is_one_line(raw, tmp_path, capsys):
     code, err = run(
         ["generate", "--checkpoint", "medsynth/pretrained/gan_cpu.pt", "--labels", scan, "-o", tmp_path / "c"], capsys
     )
-    assert code == 2
+    assert code == 1
     assert_one_line(err, str(scan))

@@ -48,7 +48,7 @@ from medsynth.data.scheme import (
     require_subregions,
     to_canonical_tumor,
 )
-from medsynth.errors import DataError, MedsynthError
+from medsynth.errors import ConfigError, DataError, MedsynthError
 from medsynth.geometry import to_original_space
 from medsynth.io import atomic_path, claim_output, load_nifti, read_json, save_nifti, sha256, write_json
 from medsynth.loaders import LeakageError, MixedDataset, label_map_items, load_transform, real_items, synthetic_items
@@ -75,7 +75,7 @@ def select_arms(config: BenchmarkConfig, names: list[str] | None) -> list[ArmCon
     known = {arm.name for arm in config.arms}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise MedsynthError(f"--arms: unknown arm(s) {unknown}; the config has {sorted(known)}")
+        raise ConfigError(f"--arms: unknown arm(s) {unknown}; the config has {sorted(known)}")
     return [arm for arm in config.arms if arm.name in names]
 
 

@@ -27,7 +27,7 @@ from medsynth.data.scheme import (
     SNFH,
     from_canonical,
 )
-from medsynth.errors import DataError, MedsynthError, OutputError
+from medsynth.errors import ConfigError, DataError, MedsynthError, OutputError
 from medsynth.io import atomic_output, load_nifti, save_nifti, write_json
 from medsynth.manifest import Case, Manifest
 
@@ -85,9 +85,9 @@ def nnunet_dataset_folder(output: str | Path, dataset_id: int, name: str) -> Pat
     and ``-`` (so it cannot leave ``output``), or another dataset in ``output`` has the same id.
     """
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 0 < dataset_id < 1000:
-        raise MedsynthError(f"--dataset-id {dataset_id!r}: must be a whole number from 1 to 999 (nnU-Net v2)")
+        raise ConfigError(f"--dataset-id {dataset_id!r}: must be a whole number from 1 to 999 (nnU-Net v2)")
     if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
-        raise MedsynthError(
+        raise ConfigError(
             f"--name {name!r}: an nnU-Net dataset name is 1-100 letters, digits, '_' or '-' "
             "(no path separators, spaces or '..')"
         )

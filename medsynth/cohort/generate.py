@@ -43,7 +43,7 @@ from medsynth.cohort.case import LABEL_CONVENTIONS, case_id, case_provenance, sy
 from medsynth.cohort.config import GenerateConfig, parse_shard
 from medsynth.config import save_config, to_dict
 from medsynth.data.scheme import from_canonical
-from medsynth.errors import DataError, MedsynthError, OutputError
+from medsynth.errors import ConfigError, DataError, MedsynthError, OutputError
 from medsynth.io import (
     atomic_path,
     claim_output,
@@ -85,7 +85,7 @@ def _check_spacing_size(spacing_mm: float | None, generator: Generator) -> None:
     extent = np.asarray(generator.grid) * np.asarray(generator.spacing_mm)
     voxels = float(np.prod(np.ceil(extent / spacing_mm)))
     if voxels > MAX_RESAMPLED_VOXELS:
-        raise MedsynthError(
+        raise ConfigError(
             f"--spacing {spacing_mm:g}: resampling the generator's {generator.grid} grid at "
             f"{generator.spacing_mm} mm would make {voxels:.3g} voxels per image; choose a coarser spacing"
         )

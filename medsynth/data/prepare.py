@@ -118,7 +118,8 @@ def run_prepare(config: PrepareConfig, output: str | Path, progress: bool = True
     output = Path(output).resolve()
     problems = check_manifest(manifest_path)
     if problems:
-        raise DataError(f"{manifest_path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        more = f" (and {len(problems) - 1} more: `medsynth manifest check {manifest_path}` lists them)"
+        raise DataError(problems[0] + (more if len(problems) > 1 else ""))  # one line naming the file
     loaded = Manifest.load(manifest_path)
     manifest, meta = loaded.data, loaded.meta
     modalities, label_scheme = meta["modalities"], meta.get("label_scheme")

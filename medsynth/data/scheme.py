@@ -201,7 +201,9 @@ def has_subregions(label_scheme: LabelScheme | None) -> bool:
     >>> has_subregions("brats2021"), has_subregions("wt"), has_subregions({1: "tumor"})
     (True, False, False)
     """
-    return label_scheme is None or TUMOR not in mapping(label_scheme).values()
+    if label_scheme is None or label_scheme == "canonical":  # canonical maps: made by medsynth, or prepared
+        return True  # (a prepared manifest's source_label_scheme says whether its tumors had sub-regions)
+    return TUMOR not in mapping(label_scheme).values()
 
 
 def describe(label_scheme: LabelScheme | None) -> str:

@@ -23,11 +23,11 @@ def audit_args() -> Callable[..., list[str]]:
 
 @pytest.fixture
 def refused(capsys) -> Callable[[list[str]], str]:
-    """``refused(argv)``: the one-line message of a refused command (exit 2, no traceback)."""
+    """``refused(argv)``: the one-line message of a refused command (exit 1, no traceback)."""
 
     def run(command: list[str]) -> str:
         capsys.readouterr()
-        assert main(command) == 2
+        assert main(command) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         return err

@@ -128,7 +128,7 @@ def test_planted_copy_is_flagged_and_independent_cohort_is_not(prepared_phantoms
         image = nib.load(str(source))
         data = np.asarray(image.dataobj)[::-1]  # mirrored + noise: a lightly augmented copy
         data = (data + rng.normal(0, 0.05, data.shape) * (data != 0)).astype(np.float32)
-        nib.save(nib.Nifti1Image(data, image.affine), str(target))
+        nib.save(nib.Nifti1Image(data, nib.load(str(target)).affine), str(target))  # in the case's own space
     command = ["audit", "--real", str(prepared_phantoms), "--synthetic", str(planted), "-o", str(tmp_path / "a")]
     assert main([*command, "--features", str(phantom_audit / "feature_network.pt")]) == 1
     report = json.loads((tmp_path / "a" / "report.json").read_text())

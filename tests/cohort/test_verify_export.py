@@ -275,7 +275,7 @@ def test_label_value_outside_scheme(copy, tmp_path, capsys):
     assert f"{path}: label values [9] outside the canonical scheme" in "\n".join(verify_cohort(copy))
     with pytest.raises(DataError, match=f"does not verify.*{path}: label values \\[9\\]"):
         export_nnunet(copy, tmp_path / "raw", 501, "Synth")
-    assert main(["export", "brats", str(copy), "-o", str(tmp_path / "brats"), "--edition", "2023"]) == 2
+    assert main(["export", "brats", str(copy), "-o", str(tmp_path / "brats"), "--edition", "2023"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{path}: label values [9]" in err and "Traceback" not in err
     assert not (tmp_path / "raw").exists() and not (tmp_path / "brats").exists()
@@ -288,7 +288,7 @@ def test_missing_case_refuses_export_with_one_line(copy, tmp_path, capsys):
     assert f"{label}: named in manifest.json but missing" in "\n".join(verify_cohort(copy))
     code = main(["export", "nnunet", str(copy), "-o", str(tmp_path / "raw"), "--dataset-id", "501"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
+    assert code == 1 and len(err.splitlines()) == 1
     assert "does not verify" in err and "named in manifest.json but missing" in err and "Traceback" not in err
     assert not (tmp_path / "raw").exists()
 

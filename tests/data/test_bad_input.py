@@ -270,7 +270,7 @@ def test_dangling_symlink_is_refused(tmp_path, capsys):
     with pytest.raises(DataError) as raised:
         build_manifest(root, tmp_path / "m.json")
     assert str(raised.value) == expected
-    assert main(["manifest", "build", str(root), "-o", str(tmp_path / "m.json")]) == 2
+    assert main(["manifest", "build", str(root), "-o", str(tmp_path / "m.json")]) == 1
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
@@ -306,7 +306,7 @@ def test_unreadable_folder_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "scandir", denied)
     with pytest.raises(DataError, match=rf"^{re.escape(str(locked))}: cannot list folder \(Permission denied\)$"):
         build_manifest(root, tmp_path / "m.json")
-    assert main(["manifest", "build", str(root), "-o", str(tmp_path / "m.json")]) == 2
+    assert main(["manifest", "build", str(root), "-o", str(tmp_path / "m.json")]) == 1
     assert f"{locked}: cannot list folder (Permission denied)" in capsys.readouterr().err
 
 

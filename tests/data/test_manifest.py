@@ -191,8 +191,8 @@ def test_check_cli_exits_nonzero_naming_file(brats2013_dir, tmp_path, capsys):
 
 
 def test_build_cli_unknown_folder(tmp_path, capsys):
-    assert main(["manifest", "build", str(tmp_path / "nope"), "-o", str(tmp_path / "m.json")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert main(["manifest", "build", str(tmp_path / "nope"), "-o", str(tmp_path / "m.json")]) == 1
+    assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
 

@@ -102,7 +102,7 @@ def test_bad_input_leaves_no_output(brats2013_dir, tmp_path, capsys):
     with pytest.raises(DataError, match=r"brainmask\.nii\.gz: cannot read NIfTI"):
         prepare(tmp_path / "m.json", tmp_path / "out", TINY, progress=False)
     assert not (tmp_path / "out").exists()
-    assert main(["prepare", str(tmp_path / "m.json"), "-o", str(tmp_path / "out2")]) == 2
+    assert main(["prepare", str(tmp_path / "m.json"), "-o", str(tmp_path / "out2")]) == 1
     assert "cannot read NIfTI" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
     assert not list(tmp_path.glob(".out*"))

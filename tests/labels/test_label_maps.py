@@ -183,6 +183,6 @@ def test_cli_config_file_and_shorthands(prepared_manifest, tmp_path):
 def test_cli_refuses_raw_manifest(tmp_path, capsys):
     data = make_dataset(tmp_path / "raw", "brats2013", n=2)
     build_manifest(data, tmp_path / "m.json")
-    assert main(["labels", "--from", str(tmp_path / "m.json"), "--n", "1", "-o", str(tmp_path / "o")]) == 2
+    assert main(["labels", "--from", str(tmp_path / "m.json"), "--n", "1", "-o", str(tmp_path / "o")]) == 1
     assert "expected a prepared manifest" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

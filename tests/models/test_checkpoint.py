@@ -101,7 +101,7 @@ def test_bit_flipped_generator_is_refused_by_api_and_generate(tiny_generator, tm
     message = str(info.value)
     assert message.startswith(f"{flipped}: checkpoint is corrupted") and "\n" not in message
     out = tmp_path / "cohort"
-    assert main(["generate", "--checkpoint", str(flipped), "--n", "1", "-o", str(out)]) == 2
+    assert main(["generate", "--checkpoint", str(flipped), "--n", "1", "-o", str(out)]) == 1
     assert str(flipped) in _one_error_line(capsys.readouterr().err)
     assert not out.exists()  # refused before anything was written
     medsynth.load_generator(tiny_generator)  # the original still loads
@@ -111,7 +111,7 @@ def test_bit_flipped_training_checkpoint_is_refused_on_resume(gan_run, prepared_
     run = tmp_path / "run"
     shutil.copytree(gan_run, run)
     _flipped_copy(gan_run / "checkpoint.pt", run / "checkpoint.pt")
-    assert _resume(run, prepared_phantoms) == 2
+    assert _resume(run, prepared_phantoms) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert f"{run / 'checkpoint.pt'}: checkpoint is corrupted" in line
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2  # nothing was trained on top of it
@@ -121,15 +121,15 @@ def test_generator_file_where_a_training_checkpoint_is_needed(gan_run, prepared_
     run = tmp_path / "run"
     shutil.copytree(gan_run, run)
     shutil.copyfile(run / "generator.pt", run / "checkpoint.pt")
-    assert _resume(run, prepared_phantoms) == 2
+    assert _resume(run, prepared_phantoms) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert f"{run / 'checkpoint.pt'}: a generator file" in line and "not a training checkpoint" in line
     (run / "checkpoint.pt").unlink()
-    assert _resume(run, prepared_phantoms) == 2
+    assert _resume(run, prepared_phantoms) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert f"{run / 'checkpoint.pt'}: not found" in line and "generator.pt holds the finished generator only" in line
     config = str(REPO / "configs" / "gan_tiny.yaml")
-    assert main(["train", "--config", config, "-o", str(run), f"manifest={prepared_phantoms}", "steps=2"]) == 2
+    assert main(["train", "--config", config, "-o", str(run), f"manifest={prepared_phantoms}", "steps=2"]) == 1
     assert f"{run} holds a trained generator.pt" in _one_error_line(capsys.readouterr().err)  # not overwritten
     with pytest.raises(MedsynthError, match="a generator file"):
         checkpoint.load(gan_run / "generator.pt", expect="training")
@@ -188,7 +188,7 @@ def test_unreadable_or_unsafe_files_are_one_line(tiny_generator, tmp_path, capsy
     assert "\n" not in message and "weights_only" not in message and "Re-running" not in message
     if kind == "malicious":
         assert "os.mkdir" in message or "posix.mkdir" in message
-    assert main(["generate", "--checkpoint", str(path), "--n", "1", "-o", str(tmp_path / "out")]) == 2
+    assert main(["generate", "--checkpoint", str(path), "--n", "1", "-o", str(tmp_path / "out")]) == 1
     assert str(path) in _one_error_line(capsys.readouterr().err)
     assert not marker.exists() and not (tmp_path / "out").exists()
 

@@ -15,7 +15,7 @@ import torch
 
 import medsynth
 from medsynth.config import from_dict
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.models import checkpoint
 from medsynth.models.config import ModelConfig, TrainConfig
@@ -44,8 +44,8 @@ def tiny(manifest, **overrides) -> TrainConfig:
     [("gan", (16, 16, 16), (2, 3, 16, 16, 16)), ("vae", (16, 24, 16), (2, 3, 16, 24, 16))],
 )
 def test_generator_shapes(kind, shape, expected):
-    net = build_generator(kind, from_dict(ModelConfig, TINY_NET), 3, NUM_CLASSES, shape)
-    seg = torch.zeros(2, NUM_CLASSES, *shape)
+    net = build_generator(kind, from_dict(ModelConfig, TINY_NET), 3, MODEL_CLASSES, shape)
+    seg = torch.zeros(2, MODEL_CLASSES, *shape)
     seg[:, 2] = 1
     if kind == "gan":
         out = net(seg, torch.randn(2, 4))
@@ -56,15 +56,15 @@ def test_generator_shapes(kind, shape, expected):
 
 
 def test_discriminator_scales_and_features():
-    disc = MultiScaleDiscriminator(3 + NUM_CLASSES, from_dict(ModelConfig, TINY_NET))
-    logits, features = disc(torch.randn(1, 3 + NUM_CLASSES, 32, 32, 32))
+    disc = MultiScaleDiscriminator(3 + MODEL_CLASSES, from_dict(ModelConfig, TINY_NET))
+    logits, features = disc(torch.randn(1, 3 + MODEL_CLASSES, 32, 32, 32))
     assert len(logits) == 2 and logits[1].shape[-1] < logits[0].shape[-1]
     assert len(features) >= 2
 
 
 def test_grid_not_divisible_is_clear():
     with pytest.raises(ValueError, match="divisible"):
-        build_generator("gan", from_dict(ModelConfig, TINY_NET), 2, NUM_CLASSES, (20, 16, 16))
+        build_generator("gan", from_dict(ModelConfig, TINY_NET), 2, MODEL_CLASSES, (20, 16, 16))
 
 
 def _rows(path):
@@ -146,8 +146,8 @@ def test_mode_seeking_term_trains_and_is_logged(prepared_phantoms, tmp_path, mod
 
 def test_vae_prior_branch_matches_spadenet():
     """ConditionalVAE decodes reconstruction and prior draws in one pass, as SPADENet would separately."""
-    net = build_generator("vae", from_dict(ModelConfig, TINY_NET), 2, NUM_CLASSES, (16, 16, 16)).eval()
-    seg = torch.nn.functional.one_hot(torch.randint(0, NUM_CLASSES, (1, 16, 16, 16)), NUM_CLASSES)
+    net = build_generator("vae", from_dict(ModelConfig, TINY_NET), 2, MODEL_CLASSES, (16, 16, 16)).eval()
+    seg = torch.nn.functional.one_hot(torch.randint(0, MODEL_CLASSES, (1, 16, 16, 16)), MODEL_CLASSES)
     seg = seg.permute(0, 4, 1, 2, 3).float()
     image, z_prior = torch.randn(1, 2, 16, 16, 16), torch.randn(2, 4)
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medsynth.config import from_dict
-from medsynth.data.scheme import NUM_CLASSES
+from medsynth.data.scheme import MODEL_CLASSES
 from medsynth.models.config import TrainConfig
 from medsynth.models.steps import (
     GENERATOR_STEPS,
@@ -77,7 +77,7 @@ def test_what_each_family_judges(prepared_phantoms, step, loss, copies, draws):
     synthesis = generator.synthesize(batch)
     assert synthesis.fake.shape == (2, len(data.modalities), *data.grid)
     assert synthesis.copies == copies and synthesis.judged.shape[0] == 2 * copies
-    assert synthesis.judged_seg.shape == (2 * copies, NUM_CLASSES, *data.grid)
+    assert synthesis.judged_seg.shape == (2 * copies, MODEL_CLASSES, *data.grid)
     assert (synthesis.draws is not None) == draws
     background = synthesis.judged_seg[:, :1].expand_as(synthesis.judged) == 1
     assert torch.all(synthesis.judged[background] == 0)
