@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -12,6 +13,18 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHAPE = (40, 48, 40)
 AFFINE = np.diag([-2.0, -2.0, 2.0, 1.0])  # LPS, 2 mm
 AFFINE[:3, 3] = [40.0, 48.0, -40.0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Session and module fixtures (made before any test's own cache) never touch the user's cache."""
+    before = os.environ.get("MEDSYNTH_CACHE")
+    os.environ["MEDSYNTH_CACHE"] = str(tmp_path_factory.mktemp("session_cache"))
+    yield
+    if before is None:
+        os.environ.pop("MEDSYNTH_CACHE", None)
+    else:
+        os.environ["MEDSYNTH_CACHE"] = before
 
 
 @pytest.fixture(autouse=True)

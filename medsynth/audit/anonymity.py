@@ -98,9 +98,9 @@ class QuasiIdentifiers:
 
 
 def check_k(k: Any, option: str = "--k-anonymity") -> int:
-    """``k`` as an int >= 1, or a :class:`MedsynthError` naming ``option``."""
+    """``k`` as an int >= 1, or a :class:`ConfigError` naming ``option``."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise MedsynthError(f"{option} {k!r}: K must be an integer >= 1 (the smallest group size to reach)")
+        raise ConfigError(f"{option} {k!r}: K must be an integer >= 1 (the smallest group size to reach)")
     return int(k)
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import IO
 
 from medsynth.config import config_hash
 from medsynth.data.config import PrepareConfig, PreprocessConfig
 from medsynth.data.manifest import build_manifest, check_manifest
-from medsynth.errors import DataError, OutputError
+from medsynth.errors import DataError
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -54,26 +55,38 @@ def prepared(name: str, preprocess: PreprocessConfig, cache_dir: str | Path | No
         cache_dir: cache root (None: ``$MEDSYNTH_CACHE`` or ``~/.cache/medsynth``).
     """
     from medsynth.data.prepare import run_prepare
+    from medsynth.data.preprocess import PREPROCESS_VERSION
 
     if name not in DATASETS:
         raise DataError(f"no bundled dataset {name!r}; bundled: {', '.join(DATASETS)}")
     folder, layout, _ = DATASETS[name]
-    root = _cache_root(cache_dir) / "bundled" / f"{name}-{config_hash(preprocess)}"
+    key = config_hash(preprocess, extra=PREPROCESS_VERSION)  # a change of the preprocessing code prepares anew
+    root = _cache_root(cache_dir) / "bundled" / f"{name}-{key}"
     manifest = root / "prepared" / "manifest.json"
     if manifest.is_file():
         return manifest
-    raw = root / "raw.json"
-    build_manifest(SAMPLE_DATA / folder, raw, layout=layout, name=name)
-    problems = check_manifest(raw)
-    if problems:  # the package's own files changed: a broken install
-        raise DataError(f"{SAMPLE_DATA / folder}: bundled data damaged ({problems[0]}); reinstall medsynth")
-    config = PrepareConfig(manifest=str(raw), preprocess=preprocess, cache_dir=str(_cache_root(cache_dir)))
-    try:
-        return run_prepare(config, manifest.parent, progress=False)
-    except OutputError:
-        if manifest.is_file():  # another process prepared it at the same time
+    root.mkdir(parents=True, exist_ok=True)
+    # shards of one cohort start together: one prepares, the others wait for it (the lock goes with the process)
+    with open(root / ".lock", "w") as lock:
+        _exclusive(lock)
+        if manifest.is_file():
             return manifest
-        raise
+        raw = root / "raw.json"
+        build_manifest(SAMPLE_DATA / folder, raw, layout=layout, name=name)
+        problems = check_manifest(raw)
+        if problems:  # the package's own files changed: a broken install
+            raise DataError(f"{SAMPLE_DATA / folder}: bundled data damaged ({problems[0]}); reinstall medsynth")
+        config = PrepareConfig(manifest=str(raw), preprocess=preprocess, cache_dir=str(_cache_root(cache_dir)))
+        return run_prepare(config, manifest.parent, progress=False)
+
+
+def _exclusive(lock: IO[str]) -> None:
+    """Hold an exclusive lock on an open file until it is closed (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: concurrent first uses may prepare twice; the output stays whole (atomic)
+        return
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
 
 
 def healthy(preprocess: PreprocessConfig, cache_dir: str | Path | None = None) -> list[Path]:

@@ -1,12 +1,12 @@
 """Cases of datasets described by an index file: MSD ``dataset.json``, nnU-Net v2 raw datasets, MONAI datalists.
 
-:func:`medsynth.data.layouts.scan` hands the three *index* layouts (``index: msd``, ``nnunet``,
+:func:`medsynth.data.find.find_cases` hands the three *index* layouts (``index: msd``, ``nnunet``,
 ``datalist``) to :func:`scan_index`, which returns the cases, the modalities in channel order
 and the label scheme. Every problem of the index is one :class:`~medsynth.errors.DataError`
 line naming the file::
 
     $ medsynth manifest build nnUNet_raw/Dataset501_Glioma -o glioma.json
-    $ medsynth manifest build datalist.json --layout datalist --channels flair,t1c --label-scheme msd -o mine.json
+    $ medsynth manifest build datalist.json --channels flair,t1c --label-scheme msd -o mine.json
 
 - **msd** (Medical Segmentation Decathlon): ``dataset.json`` with a ``modality`` table and
   ``training``/``test`` lists; one 4D file holds every channel of a case (image key ``"*"``).

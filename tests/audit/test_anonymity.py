@@ -151,6 +151,11 @@ def test_bad_quasi_identifiers_are_refused():
         QuasiIdentifiers(enhancing_bins=(0.5, 2.0))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache() -> None:
+    """This module's cohorts share the session cache: their provenance names the bundled anatomies' paths there."""
+
+
 @pytest.fixture(scope="module")
 def filled(tiny_generator, tmp_path_factory):
     """A cohort with every tumor on the left, filled to k >= 2."""
@@ -193,8 +198,6 @@ def test_same_seed_same_added_cases_through_the_cli(filled, prepared_phantoms, t
         "4",
         "--seed",
         "3",
-        "--from",
-        str(prepared_phantoms),
     ]
     assert main([*args, "--reshape", str(reshape), "--k-anonymity", "2", "-o", str(tmp_path / "cli")]) == 0
     assert f"smallest group {status.anonymity['k_before']} -> {status.anonymity['k_after']}" in capsys.readouterr().out

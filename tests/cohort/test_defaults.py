@@ -90,3 +90,17 @@ def test_python_equivalent(tmp_path, kind):
 
     path = medsynth.run_generate(GenerateConfig(checkpoint=f"pretrained:{kind}", n=1, seed=3), tmp_path / kind)
     assert Manifest.load(path, kind="cohort").cases()[0].images
+
+
+def test_two_shards_starting_together_prepare_the_bundled_data_once(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from medsynth.data import bundled; from medsynth.data.config import PreprocessConfig; "
+        f"print(bundled.prepared('colin27', PreprocessConfig(grid=(48, 48, 48)), cache_dir={str(tmp_path)!r}))"
+    )
+    shards = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    paths = {shard.communicate(timeout=120)[0].strip() for shard in shards}
+    assert all(shard.returncode == 0 for shard in shards)
+    assert len(paths) == 1 and Manifest.load(paths.pop(), kind="prepared").cases()
