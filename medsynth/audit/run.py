@@ -31,6 +31,7 @@ from medsynth.audit.fidelity import (
     tumor_fidelity,
 )
 from medsynth.audit.loading import load_audit_manifest, load_cases
+from medsynth.audit.membership import dcr_test, split_control
 from medsynth.audit.memorization import copy_check, feature_neighbours, membership
 from medsynth.audit.report import write_markdown, write_plot
 from medsynth.audit.verdicts import verdicts
@@ -154,6 +155,16 @@ def _checks(
             draws=config.membership_draws,
             bootstrap_samples=config.bootstrap_samples,
         )
+        membership_result["split_control"] = split_control(
+            membership_result["training_scores"], membership_result["held_out_scores"], membership_result["auc"], seed=config.seed
+        )
+    # the copy check's NCC to the nearest training scan (or its mirror): the closeness the copy verdict uses;
+    # the U test reads ranks only, so 1 - NCC gives the same test as any other decreasing function of NCC
+    closest_record = dcr_test(
+        [1.0 - c["ncc"] for c in memorization["cases"]],
+        [1.0 - v for v in memorization["held_out_nearest_ncc"]],
+        representation="1 - NCC to the nearest training scan or its mirror (the copy check's similarity)",
+    )
     summary = {
         "real_manifest": str(Path(config.real_manifest).resolve()),
         "cohort": str(Path(config.cohort).resolve()),
@@ -165,6 +176,7 @@ def _checks(
         "fidelity_tumor": tumor_fidelity(*tumors),
         "diversity": spread,
         "membership_inference": membership_result,
+        "distance_to_closest_record": closest_record,
         "k_anonymity": k_anonymity_report(config.cohort, listed=config.k_anonymity_listed),
     }
     summary["verdicts"] = verdicts(summary)

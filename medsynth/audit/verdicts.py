@@ -17,6 +17,7 @@ FRECHET_RATIO_LIMIT = 1.5  # synthetic-vs-training Frechet distance, as a multip
 SSIM_MARGIN = 0.05  # synthetic mean pairwise SSIM may exceed the real one by this much
 MEMBERSHIP_AUC_WARN = 0.8  # with fewer than MEMBERSHIP_MIN_SUBJECTS per group, an AUC this high is a warning sign
 MEMBERSHIP_MIN_SUBJECTS = 10
+DCR_ALPHA = 0.05  # distance to closest record: p-value below which synthetic cases sit closer than held-out subjects
 
 
 def _within(distance: float | None, baseline: float | None, floor: float) -> bool | None:
@@ -24,6 +25,37 @@ def _within(distance: float | None, baseline: float | None, floor: float) -> boo
     if distance is None:
         return None
     return distance <= max(baseline or 0.0, floor)
+
+
+def _membership_against_control(auc: float, control: dict[str, Any], described: str) -> dict[str, str]:
+    """The attack means something only when its AUC exceeds what splitting one group alone gives."""
+    beside = (
+        f"{described}; a split of one group alone gives up to {control['control_auc']:.2f} "
+        f"({control['quantile']:.0%} of splits), reaching the attack's AUC in {control['share_at_least_attack']:.0%}"
+    )
+    if control["exceeds_control"]:
+        return {"verdict": "WARN", "basis": f"{beside}: a membership signal beyond the split control"}
+    if auc >= MEMBERSHIP_AUC_WARN:
+        return {
+            "verdict": "WARN",
+            "basis": f"{beside}: inconclusive, the split alone produces an AUC this high with these few subjects",
+        }
+    return {"verdict": "PASS", "basis": f"{beside}: no membership signal beyond the split control"}
+
+
+def _closest_record(d: dict[str, Any]) -> dict[str, str]:
+    """Synthetic cases closer to the training subjects than held-out subjects are: a copying signal."""
+    if d["p_value"] is None:
+        return {"verdict": "NOT RUN", "basis": d["reason"]}
+    basis = (
+        f"one-sided Mann-Whitney p = {d['p_value']:.3f}, P[synthetic closer than held-out] = "
+        f"{d['closer_probability']:.2f} ({d['synthetic_cases']} synthetic vs {d['held_out_subjects']} held-out)"
+    )
+    if d["p_value"] < DCR_ALPHA:
+        return {"verdict": "WARN", "basis": f"{basis}: synthetic cases sit closer to the training subjects"}
+    if d["smallest_p"] >= DCR_ALPHA:
+        return {"verdict": "INFO", "basis": f"{basis}: too few cases to test (smallest possible p {d['smallest_p']:.3f})"}
+    return {"verdict": "PASS", "basis": f"{basis}: not closer than held-out subjects"}
 
 
 def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -47,7 +79,10 @@ def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
     else:
         (low, high), subjects = mi["ci95"], min(len(mi["training_scores"]), len(mi["held_out_scores"]))
         auc = f"AUC {mi['auc']:.2f} (95% CI {low:.2f}-{high:.2f}, {subjects} subjects in the smaller group)"
-        if low > 0.5:
+        control = mi.get("split_control")
+        if control and control["control_auc"] is not None:
+            result["membership_inference"] = _membership_against_control(mi["auc"], control, auc)
+        elif low > 0.5:
             result["membership_inference"] = {
                 "verdict": "WARN",
                 "basis": f"{auc}: training subjects are reproduced better than held-out ones",
@@ -59,6 +94,10 @@ def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
             }
         else:
             result["membership_inference"] = {"verdict": "PASS", "basis": f"{auc}: no detectable membership signal"}
+        if control and control["control_auc"] is None:
+            result["membership_inference"]["basis"] += f"; split control {control['reason']}"
+    if "distance_to_closest_record" in s:
+        result["distance_to_closest_record"] = _closest_record(s["distance_to_closest_record"])
 
     fidelity = s["fidelity_wasserstein"]
     close = {

@@ -46,6 +46,8 @@ class GenerateConfig:
         label_convention: also write ``<case>_seg.nii.gz`` in this BraTS convention.
         precision: the generator's arithmetic (``auto``, ``fp32``, ``bf16``).
         audit_against: prepared manifest to copy-check every case against before publishing.
+        copy_check: with no ``audit_against``, copy-check against the generator's training subjects
+            when they are found on this machine by content (the gate on by default).
         allow_flagged: publish flagged cases anyway.
         k_anonymity: fill groups of ``quasi_identifiers`` to at least this many cases.
         quasi_identifiers: what groups cases for ``k_anonymity``.
@@ -67,6 +69,7 @@ class GenerateConfig:
     label_convention: LabelConvention = "canonical"  # also write <case>_seg.nii.gz in this BraTS convention
     precision: Precision = "auto"  # generator arithmetic; auto: bf16 where the hardware runs it natively
     audit_against: str | None = None  # prepared manifest: copy-check every case against its train split first
+    copy_check: bool = True  # no audit_against: copy-check against the generator's training subjects when found
     allow_flagged: bool = False  # publish cases the copy check flags anyway (recorded in their provenance)
     k_anonymity: int | None = None  # add cases until every group of quasi_identifiers has at least this many
     quasi_identifiers: QuasiIdentifiers = field(default_factory=QuasiIdentifiers)  # what groups cases (k_anonymity)

@@ -150,6 +150,18 @@ def _privacy_paragraph(privacy: dict[str, Any] | None) -> str:
     return f"Differential privacy: the generator's training was {describe(privacy)}"
 
 
+def _not_checked(gate: str | None) -> str:
+    """Why no copy check ran: the card says so plainly."""
+    if gate == "training data not found":
+        return (
+            "**This cohort was not checked for copies**: the generator's training subjects are not on the machine "
+            "that made it (give them with `medsynth generate --audit-against PREPARED_MANIFEST`). "
+        )
+    if gate == "off":
+        return "**This cohort was not checked for copies** (`copy_check=false`). "
+    return "No copy check was run on this cohort (`medsynth generate --audit-against PREPARED_MANIFEST`). "
+
+
 def _anatomy_lines(plan: dict[str, Any]) -> list[str]:
     """Where sampled label maps' brains came from: public healthy anatomies, or (a privacy caveat) patients'."""
     if plan.get("label_maps") != "sampled":
@@ -249,8 +261,8 @@ def _card(
             ]
             if audit
             else [
-                "No copy check was run on this cohort (`medsynth generate --audit-against PREPARED_MANIFEST`). "
-                "Synthetic data can still copy training scans (memorization); run `medsynth audit` before "
+                _not_checked(plan.get("copy_check", {}).get("gate"))
+                + "Synthetic data can still copy training scans (memorization); run `medsynth audit` before "
                 "sharing outside the group that holds the training data."
             ]
         ),

@@ -268,6 +268,12 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
     audit_against = Path(config.audit_against) if config.audit_against is not None else None
     spacing_mm, seed, label_convention = config.spacing_mm, config.seed, config.label_convention
     generator = medsynth.load_generator(checkpoint, precision=config.precision)
+    gate = "audit_against" if audit_against is not None else "off"
+    if audit_against is None and config.copy_check:  # the gate on by default, where the training data are here
+        from medsynth.cohort.defaults import find_training_data
+
+        audit_against = find_training_data(generator)
+        gate = "training data found by content" if audit_against is not None else "training data not found"
     sources = [Path(p) for p in config.sources]
     healthy = [Path(p) for p in config.healthy]
     label_config, defaults = config.label_config, None
@@ -294,6 +300,7 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
             fill_sampler = _make_sampler(sampler_args)
             _check_sampler_geometry(fill_sampler, generator)
     plan = _plan(config, checkpoint, generator, source, sources, healthy)
+    plan["copy_check"] = {"gate": gate, "against": None if audit_against is None else str(audit_against.resolve())}
     if defaults is not None:
         plan["default_sources"] = {**defaults.describe(), "anatomies": label_config.anatomies}
     inputs = [p for p in (checkpoint, labels, *sources, *healthy, audit_against) if p is not None]

@@ -22,6 +22,43 @@ from medsynth.labels.reshape import ReshapeSpec
 
 
 @dataclass
+class DeformationConfig:
+    """Ranges of the random deformation of each label map's anatomy (``placement.deformation``).
+
+    Args:
+        anatomies: which anatomies are deformed: ``all``, ``healthy`` only, or ``none``.
+        max_rotation_deg: each Euler angle uniform in ``[-max, max]``.
+        scale: per-axis length factor, uniform in this range.
+        max_shear: each shear coefficient uniform in ``[-max, max]``.
+        elastic_magnitude_mm: largest elastic displacement, uniform in this range.
+        elastic_smoothness_mm: Gaussian width of the elastic displacement field.
+
+    >>> DeformationConfig().anatomies, DeformationConfig(anatomies="none").enabled_for("healthy")
+    ('all', False)
+    """
+
+    anatomies: str = "all"  # all, healthy or none
+    max_rotation_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    max_shear: float = 0.05
+    elastic_magnitude_mm: tuple[float, float] = (1.0, 4.0)
+    elastic_smoothness_mm: float = 16.0
+
+    def __post_init__(self) -> None:
+        if self.anatomies not in ("all", "healthy", "none"):
+            raise ValueError(f"deformation.anatomies must be all, healthy or none, got {self.anatomies!r}")
+        low, high = self.scale
+        if not 0 < low <= high:
+            raise ValueError(f"deformation.scale must satisfy 0 < low <= high, got {self.scale}")
+        if self.max_rotation_deg < 0 or self.max_shear < 0 or min(self.elastic_magnitude_mm) < 0:
+            raise ValueError("deformation: rotation, shear and elastic magnitudes must be >= 0")
+
+    def enabled_for(self, split: str) -> bool:
+        """Whether an anatomy of this split (``healthy``, ``train``...) is deformed."""
+        return self.anatomies == "all" or (self.anatomies == "healthy" and split == "healthy")
+
+
+@dataclass
 class LabelConfig:
     """How tumors are transformed and placed (the defaults when no reshape target applies).
 
@@ -31,6 +68,7 @@ class LabelConfig:
         elastic_magnitude_mm, elastic_smoothness_mm: the smooth displacement field.
         exclude_classes: tissues the tumor must avoid; ``max_excluded_fraction`` of it may overlap them.
         anatomies: target anatomies, ``all``, ``healthy`` or ``real``.
+        deformation: the random smooth deformation of each label map's anatomy (:class:`DeformationConfig`).
         (the other fields: see their comments)
 
     >>> LabelConfig(max_rotation_deg=30).volume_scale
@@ -47,6 +85,7 @@ class LabelConfig:
     min_component_voxels: int = 4  # sub-region pieces smaller than this are merged into a neighbour
     anatomies: Literal["all", "healthy", "real"] = "all"  # target anatomies
     max_attempts: int = 300  # draws per label map before giving up
+    deformation: DeformationConfig = field(default_factory=DeformationConfig)  # so no two cases share a brain
 
     def __post_init__(self) -> None:
         low, high = self.volume_scale

@@ -31,6 +31,7 @@ from medsynth.data.scheme import CLASS_NAMES, ET, NETC, SNFH, TUMOR_CLASSES
 from medsynth.errors import MedsynthError
 from medsynth.io import atomic_output, save_nifti
 from medsynth.labels.config import LabelConfig, LabelsConfig
+from medsynth.labels.deform import DeformationParams, deform_label_map, sample_params
 from medsynth.labels.locations import (
     HEMISPHERES,
     REGIONS,
@@ -184,8 +185,14 @@ class LabelMapSampler:
         over_excluded = np.isin(anatomy.label_map[placed], self._excluded).mean()
         if over_excluded > config.max_excluded_fraction:
             return False
+        return self._meets_targets(stats, tumor, targets)
+
+    def _meets_targets(self, stats: dict[str, Any], tumor: Tumor, targets: dict[str, float | str]) -> bool:
+        """Every sub-region of the source still present, and the reshape targets met (also after deformation)."""
+        if stats["volume_ml"] <= 0:
+            return False
         if not all(stats["fractions"][CLASS_NAMES[c]] > 0 for c in (NETC, SNFH, ET) if tumor.fraction(c) > 0.02):
-            return False  # a sub-region of the source vanished
+            return False
         if "volume_ml" in targets:
             error = abs(stats["volume_ml"] - float(targets["volume_ml"])) / float(targets["volume_ml"])
             if error > self.reshape.volume_tolerance:
@@ -206,21 +213,31 @@ class LabelMapSampler:
             placed = _placed_tumor(anatomy, tumor, params, self.config.min_component_voxels)
             label_map = _compose(anatomy, placed)
             stats = tumor_stats(label_map, anatomy.brain, anatomy.affine, tumor.spacing_mm)
-            if self._acceptable(placed, anatomy, tumor, stats, targets):
-                split = max((anatomy.split, tumor.split), key=lambda s: _SPLIT_RANK.get(s, 3))
-                record = {
-                    "index": index,
-                    "seed": seed,
-                    "attempts": attempt + 1,
-                    "split": "train" if split == "healthy" else split,
-                    "anatomy": _source_record(anatomy),
-                    "tumor": _source_record(tumor),
-                    "params": params.to_dict(),
-                    "min_component_voxels": self.config.min_component_voxels,
-                    "targets": targets,
-                    "achieved": stats,
-                }
-                return label_map, anatomy.affine, record
+            if not self._acceptable(placed, anatomy, tumor, stats, targets):
+                continue
+            deformation = None
+            if self.config.deformation.enabled_for(anatomy.split):
+                # the whole map (anatomy and tumor) moves, so no two cases share a brain; targets re-checked after
+                deformation = sample_params(rng, self.config.deformation)
+                label_map = deform_label_map(label_map, _mean_spacing(anatomy.affine), deformation)
+                stats = tumor_stats(label_map, label_map > 0, anatomy.affine, tumor.spacing_mm)
+                if not self._meets_targets(stats, tumor, targets):
+                    continue
+            split = max((anatomy.split, tumor.split), key=lambda s: _SPLIT_RANK.get(s, 3))
+            record = {
+                "index": index,
+                "seed": seed,
+                "attempts": attempt + 1,
+                "split": "train" if split == "healthy" else split,
+                "anatomy": _source_record(anatomy),
+                "tumor": _source_record(tumor),
+                "params": params.to_dict(),
+                **({"deformation": deformation.to_dict()} if deformation is not None else {}),
+                "min_component_voxels": self.config.min_component_voxels,
+                "targets": targets,
+                "achieved": stats,
+            }
+            return label_map, anatomy.affine, record
         raise MedsynthError(
             f"label map {index}: no draw met the targets {targets} in {self.config.max_attempts} attempts; "
             "the sources cannot reach them (loosen the reshape spec, volume_scale or exclusions)"
@@ -256,7 +273,15 @@ def regenerate(record: dict[str, Any]) -> np.ndarray:
             raise MedsynthError(f"{source['manifest']}: case {source['case_id']} changed since the label map was made")
         maps[role] = match[0]
     params = TumorParams.from_dict(record["params"])
-    return render(maps["anatomy"], maps["tumor"], params, int(record["min_component_voxels"]))
+    label_map = render(maps["anatomy"], maps["tumor"], params, int(record["min_component_voxels"]))
+    if "deformation" in record:
+        spacing = _mean_spacing(maps["anatomy"].affine)
+        label_map = deform_label_map(label_map, spacing, DeformationParams.from_dict(record["deformation"]))
+    return label_map
+
+
+def _mean_spacing(affine: np.ndarray) -> float:
+    return float(np.mean(np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))))
 
 
 def run_labels(config: LabelsConfig, output: str | Path, progress: bool = True) -> Path:
