@@ -41,7 +41,7 @@ class AuditConfig:
     feature_steps: int = 200  # training steps of the default feature network (when `features` is unset)
     feature_patch: int = 48  # crop size (voxels per side) of the default feature network's training
     feature_samples: int = 4000  # local feature vectors per group for the Frechet distance and MMD
-    copies_per_scan: int = 5  # augmented copies of each training scan that calibrate the copy threshold
+    copies_per_scan: int = 5  # disguised copies (shift, rotation, blur...) of each training scan: the copy threshold
     membership_draws: int = 3  # generator samples per subject in membership inference (the best one counts)
     bootstrap_samples: int = 2000  # bootstrap resamples of the membership AUC's 95% interval
     k_anonymity_listed: int = 10  # smallest k-anonymity groups listed in the report

@@ -104,7 +104,9 @@ def split_control(
             "share_at_least_attack": round(float(np.mean(aucs >= attack_auc - 1e-12)), 4),
         }
     positives, negatives = list(training_scores), list(held_out_scores)
-    p_value = float(mannwhitneyu(positives, negatives, alternative="greater").pvalue) if positives and negatives else None
+    p_value = (
+        float(mannwhitneyu(positives, negatives, alternative="greater").pvalue) if positives and negatives else None
+    )
     result: dict[str, Any] = {
         "attack_auc": attack_auc,
         "quantile": CONTROL_QUANTILE,
@@ -229,6 +231,6 @@ def dcr_test(
         "closer_probability": round(1.0 - float(test.statistic) / (m * n), 4),
         "p_value": round(float(test.pvalue), 4),
         "c_t": round(zu_statistic(held_out_distance, synthetic_distance), 4),
-        "smallest_p": round(1.0 / math.comb(n + m, n), 6),
+        "smallest_p": 1.0 / math.comb(n + m, n),
         "reason": None,
     }

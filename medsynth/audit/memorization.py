@@ -1,8 +1,9 @@
 """Memorization: is a synthetic case a copy of a training scan, can the generator tell its training subjects?
 
-- :func:`copy_check`: NCC of each synthetic case to its nearest training scan (or mirror), against a
-  threshold calibrated on augmented copies of the training scans; held-out subjects give the
-  false-positive rate. :func:`copy_check_cohort` runs it on case folders (the cohort stage's export gate).
+- :func:`copy_check`: copy similarity of each synthetic case to its nearest training scan (per
+  modality, mirror, small rotations and shifts, patches), against a threshold calibrated on
+  disguised copies of the training scans; held-out subjects give the false-positive rate.
+  :func:`copy_check_cohort` runs it on case folders (the cohort stage's export gate).
 - :func:`feature_neighbours`: the same closeness in a learned feature space, a second view beside NCC.
 - :func:`membership`: membership inference, an AUC of training vs held-out subjects.
 """
@@ -14,8 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medsynth.audit.copy_similarity import (
+    BLUR_SIGMA,
+    MAX_ROTATION_DEG,
+    MAX_SHIFT,
+    PATCH_MIN_BRAIN,
+    PATCH_SHARE,
+    Reference,
+    Scan,
+    nearest_match,
+)
 from medsynth.audit.loading import load_audit_manifest, load_case
-from medsynth.audit.privacy import auc_with_ci, augment, calibrate_threshold, nearest, similarity
+from medsynth.audit.privacy import auc_with_ci, augment, calibrate_threshold, similarity
 from medsynth.errors import DataError
 from medsynth.manifest import Case
 
@@ -31,30 +42,79 @@ def copy_check(
     copies_per_scan: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Nearest training scan of every synthetic case and the calibrated copy verdict."""
-    threshold, copy_scores = calibrate_threshold(training, copies_per_scan, seed=seed)
+    """Nearest training scan of every synthetic case, through the disguises of a copy, and the calibrated verdict.
+
+    The score of a case (kept under the key ``ncc`` that the report, the verdict and the export
+    gate read) is its copy similarity to the nearest training scan
+    (:mod:`medsynth.audit.copy_similarity`: best over modalities, mirror, small rigid transforms
+    and patches, on rank-equalised intensities); ``match`` says which view reached it. The
+    threshold is calibrated on disguised copies of the training scans
+    (:func:`~medsynth.audit.privacy.calibrate_threshold`), per family in ``calibration``.
+    Held-out real subjects scored the same way give ``held_out_false_positive_rate``: the share
+    of them flagged, coarse with few subjects (one subject of four moves it by 0.25).
+    """
+    references = [Reference(scan) for scan in training]
+    threshold, copies = calibrate_threshold(training, copies_per_scan, seed=seed, references=references)
     cases = []
     for case_id, images in synthetic:
-        index, score = nearest(images, training)
+        index, found = nearest_match(Scan(images), references)
         cases.append(
             {
                 "case_id": case_id,
                 "nearest_training": training_ids[index],
-                "ncc": round(score, 4),
-                "flagged": bool(score >= threshold),
+                "ncc": round(found.score, 4),
+                "flagged": bool(found.score >= threshold),
+                "match": found.record(),
             }
         )
-    held_out_scores = [nearest(images, training)[1] for images in held_out]
+    held_out_scores = [nearest_match(Scan(images), references)[1].score for images in held_out]
+    false_positive_rate = float(np.mean([s >= threshold for s in held_out_scores])) if held_out else None
     flagged = [c["case_id"] for c in cases if c["flagged"]]
     return {
+        "method": {
+            "name": "copy similarity: best of per-modality whole-brain correlation over mirror, rotation and shift, "
+            "and patch correlation, on rank-equalised intensities",
+            "max_shift_voxels": MAX_SHIFT,
+            "max_rotation_deg": MAX_ROTATION_DEG,
+            "patch_share_of_brain_extent": PATCH_SHARE,
+            "patch_min_brain": PATCH_MIN_BRAIN,
+            "threshold": "lowest over disguise families of the 5th percentile of their copies' scores",
+            "blur_sigma_voxels": BLUR_SIGMA,
+            "copies_per_scan": copies_per_scan,
+            "seed": seed,
+        },
         "threshold_ncc": round(threshold, 4),
-        "augmented_copy_ncc": [round(s, 4) for s in copy_scores],
+        "augmented_copy_ncc": [c["score"] for c in copies],
+        "calibration": _calibration_table(copies, threshold),
+        "augmented_copies": copies,
         "held_out_nearest_ncc": [round(s, 4) for s in held_out_scores],
-        "held_out_flag_rate": float(np.mean([s >= threshold for s in held_out_scores])) if held_out else None,
+        "held_out_flag_rate": false_positive_rate,
+        "held_out_false_positive_rate": false_positive_rate,
+        "held_out_subjects": len(held_out),
+        "held_out_false_positive_note": (
+            f"{sum(s >= threshold for s in held_out_scores)} of {len(held_out)} held-out subjects reach the threshold; "
+            f"with {len(held_out)} subjects the rate moves in steps of {1 / len(held_out):.2g}"
+            if held_out
+            else "no held-out subjects: the false-positive rate is unknown"
+        ),
         "cases": cases,
         "flagged": flagged,
         "verdict": "FAIL: copies of training scans found" if flagged else "PASS: no synthetic case is a copy",
     }
+
+
+def _calibration_table(copies: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
+    """Per disguise family: how many copies, their lowest and median score, the share reaching ``threshold``."""
+    table = {}
+    for family in dict.fromkeys(c["family"] for c in copies):
+        scores = [c["score"] for c in copies if c["family"] == family]
+        table[family] = {
+            "copies": len(scores),
+            "min": round(min(scores), 4),
+            "median": round(float(np.median(scores)), 4),
+            "flagged_fraction": round(float(np.mean([s >= threshold for s in scores])), 4),
+        }
+    return table
 
 
 def copy_check_cohort(

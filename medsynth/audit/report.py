@@ -13,6 +13,7 @@ import numpy as np
 
 from medsynth.audit.fidelity import GROUPS
 from medsynth.audit.verdicts import (
+    DCR_ALPHA,
     FRACTION_FLOOR,
     FRECHET_RATIO_LIMIT,
     INTENSITY_FLOOR,
@@ -39,13 +40,25 @@ def write_markdown(path: Path, s: dict[str, Any]) -> None:
         *_summary_lines(s["verdicts"]),
         "## Memorization (copy check)",
         "",
-        f"**{m['verdict']}.** A case is flagged when its NCC to a training scan (or its mirror) reaches "
-        f"{m['threshold_ncc']:.3f}, the 5th percentile of augmented copies of the training scans "
-        f"({min(m['augmented_copy_ncc']):.3f}-{max(m['augmented_copy_ncc']):.3f}). Held-out real subjects reach "
+        f"**{m['verdict']}.** A case is flagged when its copy similarity to a training scan reaches "
+        f"{m['threshold_ncc']:.3f}. The similarity is the best correlation of rank-transformed intensities over "
+        "each modality alone, the mirror, rotations up to 6 degrees, shifts up to 3 voxels, a blurred view of the "
+        "training scan and patches of about a third of the brain (so a partial or one-modality copy counts); the "
+        "threshold is the lowest per-disguise 5th percentile of disguised copies of the training scans "
+        f"({min(m['augmented_copy_ncc']):.3f}-{max(m['augmented_copy_ncc']):.3f}"
+        + (
+            "; " + ", ".join(f"{k} {v['median']:.3f}" for k, v in m["calibration"].items()) + " median"
+            if isinstance(m.get("calibration"), dict)
+            and all(isinstance(v, dict) and "median" in v for v in m["calibration"].values())
+            else ""
+        )
+        + "). Held-out real subjects reach "
         + (", ".join(f"{v:.3f}" for v in m["held_out_nearest_ncc"]) or "-")
-        + f" (false-positive rate {_number(m['held_out_flag_rate'], 2)}).",
+        + f" (false-positive rate {_number(m['held_out_flag_rate'], 2)}"
+        + (f"; {m['held_out_false_positive_note']}" if m.get("held_out_false_positive_note") else "")
+        + ").",
         "",
-        "| case | nearest training | NCC | feature distance | flagged |",
+        "| case | nearest training | similarity | feature distance | flagged |",
         "| --- | --- | --- | --- | --- |",
         *(
             f"| {c['case_id']} | {c['nearest_training']} | {c['ncc']:.3f} | {c.get('feature_distance', '-')} | "
@@ -63,9 +76,11 @@ def write_markdown(path: Path, s: dict[str, Any]) -> None:
             if m.get("augmented_copy_feature_distance")
             else "-"
         )
-        + ". The verdict uses NCC; the feature distance is a second view to read beside it.",
+        + ". The verdict uses the copy similarity; the feature distance is a second view to read beside it (it "
+        "summarises the whole brain, so a partial copy barely moves it).",
         "",
-        "What it proves: no case is a near-copy (up to mirror, small rotation, intensity scale, noise) of a training "
+        "What it proves: no case is a near-copy (up to mirror, small rotation and shift, contrast, blur, a copied "
+        "part or a copied modality) of a training "
         "scan. What it does not: that no training information leaks in subtler ways (e.g. a copied tumor shape "
         "in a new brain, or membership signals) - see membership inference, and train with DP for a guarantee.",
         "",
@@ -82,8 +97,10 @@ def write_markdown(path: Path, s: dict[str, Any]) -> None:
             "subjects per group the bootstrap interval is not meaningful (resampling cannot break a perfect "
             "ordering): read the AUC as a warning sign, not a measurement.",
         ]
+        lines += _split_control_lines(mi)
     else:
         lines += ["Not run (pass --generator and have held-out subjects)."]
+    lines += _closest_record_lines(s.get("distance_to_closest_record"))
     lines += [
         "",
         "## Fidelity: Wasserstein distance of intensities (lower = closer to the training subjects)",
@@ -109,7 +126,7 @@ def write_markdown(path: Path, s: dict[str, Any]) -> None:
         "generator varies for one label map (its latent) is measured by scripts/report_generators.py.",
         "",
         *_k_anonymity_lines(s["k_anonymity"]),
-        "![Left: NCC to the nearest training scan. Right: whole-tumor volume per case](report.png)",
+        "![Left: copy similarity to the nearest training scan. Right: whole-tumor volume per case](report.png)",
         "",
     ]
     with atomic_path(path) as tmp:
@@ -120,6 +137,7 @@ def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
     names = {
         "memorization": "Memorization (copy check)",
         "membership_inference": "Membership inference",
+        "distance_to_closest_record": "Membership: distance to closest record",
         "intensity_fidelity": "Fidelity: intensities per class",
         "feature_fidelity": "Fidelity: learned features",
         "tumor_fidelity": "Fidelity: tumor volume and sub-regions",
@@ -140,7 +158,12 @@ def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
         "- memorization: FAIL when any synthetic case reaches the copy threshold, else PASS;",
         "- membership inference: WARN when the AUC's 95% CI lies above 0.5, or when the AUC is "
         f">= {MEMBERSHIP_AUC_WARN} with fewer than {MEMBERSHIP_MIN_SUBJECTS} subjects per group (a warning sign, "
-        "not a measurement); PASS otherwise; NOT RUN without --generator or held-out subjects;",
+        "not a measurement); PASS otherwise; NOT RUN without --generator or held-out subjects; with a split "
+        "control (a group of at least 2 subjects): WARN when the AUC exceeds the control, WARN (inconclusive) when "
+        f"it does not but is >= {MEMBERSHIP_AUC_WARN}, PASS otherwise;",
+        f"- distance to closest record: WARN when p < {DCR_ALPHA} (synthetic cases closer to the training subjects "
+        f"than held-out subjects), INFO when no result could reach p < {DCR_ALPHA} at these sizes, PASS otherwise; "
+        "NOT RUN without held-out subjects;",
         "- intensities: a modality/class is as close as another patient when its synthetic-vs-training Wasserstein "
         f"distance is <= max(held-out baseline, {INTENSITY_FLOOR}); PASS n/N when all N are, else WARN n/N;",
         f"- learned features: PASS when the synthetic-vs-training Frechet distance is <= {FRECHET_RATIO_LIMIT}x the "
@@ -151,6 +174,57 @@ def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
         "(less diverse than real patients);",
         "- k-anonymity: INFO, the value of k.",
         "",
+    ]
+
+
+def _split_control_lines(mi: dict[str, Any]) -> list[str]:
+    control = mi.get("split_control")
+    if not control:
+        return []
+    if control["control_auc"] is None:
+        return ["", f"Split control {control['reason']}: the AUC cannot be told from an artefact of the split."]
+    percentile = f"{control['quantile']:.0%}".replace("%", "th percentile")
+    groups = [
+        f"{name.replace('_', '-')} {g['halves'][0]} vs {g['halves'][1]}, {g['splits']} splits, {percentile} "
+        f"{g['control_auc']:.2f}"
+        if g
+        else f"{name.replace('_', '-')}: one subject, no split"
+        for name, g in control["groups"].items()
+    ]
+    return [
+        "",
+        "Split control: the same AUC between two halves of one group, over every split ("
+        + "; ".join(groups)
+        + f"). A split alone gives up to {control['control_auc']:.2f} ({percentile} of all splits) and reaches "
+        f"the attack's {control['attack_auc']:.2f} in {control['share_at_least_attack']:.0%} of splits: the attack "
+        + ("exceeds" if control["exceeds_control"] else "does not exceed")
+        + f" the control (one-sided Mann-Whitney p of the attack {_number(control['mann_whitney_p'])}). The AUC "
+        "ranks subjects, so the control depends on the group sizes only: it is the AUC the split alone produces, "
+        "and with a few subjects per group it reaches 1.00, which no attack can exceed.",
+    ]
+
+
+def _closest_record_lines(d: dict[str, Any] | None) -> list[str]:
+    if d is None:
+        return []
+    lines = ["", "### Distance to closest record (Meehan et al. 2020, C_T test with one cell)", ""]
+    if d["p_value"] is None:
+        return [*lines, f"Not run: {d['reason']}."]
+    return [
+        *lines,
+        f"Distance ({d['representation']}) of each synthetic case and each held-out real subject to its nearest "
+        f"training subject: median {d['synthetic_median_distance']:.3f} synthetic ({d['synthetic_cases']} cases) vs "
+        f"{d['held_out_median_distance']:.3f} held-out ({d['held_out_subjects']} subjects). P[a synthetic case is "
+        f"closer than a held-out subject] = {d['closer_probability']:.2f} (0.5: as close as another patient); "
+        f"one-sided Mann-Whitney p = {d['p_value']:.3f}, Z_U = C_T = {d['c_t']:.2f} (<< 0: data-copying).",
+        "",
+        f"What few subjects can show: with {d['held_out_subjects']} held-out subject(s) and {d['synthetic_cases']} "
+        f"cases the smallest possible p is {d['smallest_p']:.3g}, so a cohort that sits closer to the training "
+        "subjects than every held-out patient is detectable only when that is below 0.05; a small p says the cohort "
+        "as a whole sits closer to the training subjects than these few patients do (or that they are unusual). "
+        "What they cannot show: that no case is a copy (a few copies among many cases barely move the test; see the "
+        "copy check), or a signal finer than the spread of the held-out distances; cases built on the same "
+        "anatomy are not independent, so the p-value is optimistic.",
     ]
 
 
@@ -276,11 +350,11 @@ def write_plot(path: Path, s: dict[str, Any]) -> None:
     fig = Figure(figsize=(11, 3.2))
     ax, tumor_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     ax.hist([c["ncc"] for c in m["cases"]], bins=20, range=(-0.2, 1), alpha=0.7, label="synthetic -> nearest training")
-    ax.hist(m["augmented_copy_ncc"], bins=20, range=(-0.2, 1), alpha=0.7, label="augmented copies of training")
+    ax.hist(m["augmented_copy_ncc"], bins=20, range=(-0.2, 1), alpha=0.7, label="disguised copies of training")
     for value in m["held_out_nearest_ncc"]:
         ax.axvline(value, color="tab:green", ls=":", lw=1.5)
     ax.axvline(m["threshold_ncc"], color="k", label="copy threshold")
-    ax.set(xlabel="NCC (green: held-out real subjects)", ylabel="count")
+    ax.set(xlabel="copy similarity (green: held-out real subjects)", ylabel="count")
     ax.legend(fontsize=7)
     # one dot per case: with a handful of subjects a histogram would hide more than it shows;
     # colours as on the left (training orange, held-out green, synthetic blue)

@@ -10,7 +10,7 @@ held-out subjects and give every figure its real-vs-real baseline. Writes ``repo
 ``config.yaml``. The verdicts are guides with stated rules, not proofs.
 
 This module only orchestrates: loading (:mod:`~medsynth.audit.loading`), the checks
-(:mod:`~medsynth.audit.memorization`, :mod:`~medsynth.audit.fidelity`,
+(:mod:`~medsynth.audit.memorization`, :mod:`~medsynth.audit.membership`, :mod:`~medsynth.audit.fidelity`,
 :mod:`~medsynth.audit.anonymity`), the verdicts (:mod:`~medsynth.audit.verdicts`) and the
 report (:mod:`~medsynth.audit.report`).
 """
@@ -156,14 +156,17 @@ def _checks(
             bootstrap_samples=config.bootstrap_samples,
         )
         membership_result["split_control"] = split_control(
-            membership_result["training_scores"], membership_result["held_out_scores"], membership_result["auc"], seed=config.seed
+            membership_result["training_scores"],
+            membership_result["held_out_scores"],
+            membership_result["auc"],
+            seed=config.seed,
         )
-    # the copy check's NCC to the nearest training scan (or its mirror): the closeness the copy verdict uses;
-    # the U test reads ranks only, so 1 - NCC gives the same test as any other decreasing function of NCC
+    # the copy check's similarity to the nearest training scan: the closeness the copy verdict uses; the U
+    # test reads ranks only, so 1 - similarity gives the same test as any other decreasing function of it
     closest_record = dcr_test(
         [1.0 - c["ncc"] for c in memorization["cases"]],
         [1.0 - v for v in memorization["held_out_nearest_ncc"]],
-        representation="1 - NCC to the nearest training scan or its mirror (the copy check's similarity)",
+        representation="1 - the copy check's similarity to the nearest training scan",
     )
     summary = {
         "real_manifest": str(Path(config.real_manifest).resolve()),

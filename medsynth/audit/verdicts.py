@@ -31,7 +31,8 @@ def _membership_against_control(auc: float, control: dict[str, Any], described: 
     """The attack means something only when its AUC exceeds what splitting one group alone gives."""
     beside = (
         f"{described}; a split of one group alone gives up to {control['control_auc']:.2f} "
-        f"({control['quantile']:.0%} of splits), reaching the attack's AUC in {control['share_at_least_attack']:.0%}"
+        f"({control['quantile']:.0%} of splits at or below), reaching the attack's AUC in "
+        f"{control['share_at_least_attack']:.0%}"
     )
     if control["exceeds_control"]:
         return {"verdict": "WARN", "basis": f"{beside}: a membership signal beyond the split control"}
@@ -54,7 +55,10 @@ def _closest_record(d: dict[str, Any]) -> dict[str, str]:
     if d["p_value"] < DCR_ALPHA:
         return {"verdict": "WARN", "basis": f"{basis}: synthetic cases sit closer to the training subjects"}
     if d["smallest_p"] >= DCR_ALPHA:
-        return {"verdict": "INFO", "basis": f"{basis}: too few cases to test (smallest possible p {d['smallest_p']:.3f})"}
+        return {
+            "verdict": "INFO",
+            "basis": f"{basis}: too few cases to test (smallest possible p {d['smallest_p']:.3f})",
+        }
     return {"verdict": "PASS", "basis": f"{basis}: not closer than held-out subjects"}
 
 

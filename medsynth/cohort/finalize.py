@@ -35,8 +35,12 @@ def finalize(
     run_provenance: dict[str, Any],
     audit: dict | None = None,
     anonymity: dict | None = None,
+    copy_check: str | None = None,
 ) -> None:
     """Write manifest, cohort.json, preview, dataset card and checksums for the cases under ``root``.
+
+    ``copy_check``: how the publication gate was decided (``audit_against``, ``training data found by
+    content``, ``training data not found``, ``off``); recorded in cohort.json and said on the card.
 
     ``run_provenance``: the run's :func:`medsynth.manifest.provenance` record (config, seed, input
     checksums), the same in manifest.json and cohort.json.
@@ -93,11 +97,12 @@ def finalize(
             "seconds_last_run": round(seconds, 1),
             "provenance": run_provenance,
             **({"k_anonymity": anonymity} if anonymity else {}),
+            **({"copy_check": copy_check} if copy_check else {}),
         },
         root / "cohort.json",
     )
     _preview(root / "preview.png", previews, modalities)
-    _card(root / "README.md", manifest, plan, stats, audit, anonymity)
+    _card(root / "README.md", manifest, plan, stats, audit, anonymity, copy_check)
     write_checksums(root)
 
 
@@ -157,6 +162,11 @@ def _not_checked(gate: str | None) -> str:
             "**This cohort was not checked for copies**: the generator's training subjects are not on the machine "
             "that made it (give them with `medsynth generate --audit-against PREPARED_MANIFEST`). "
         )
+    if gate == "cohort resampled":
+        return (
+            "**This cohort was not checked for copies**: it was resampled to another voxel size than the "
+            "generator's training scans (check it at the generator's grid with `medsynth audit`). "
+        )
     if gate == "off":
         return "**This cohort was not checked for copies** (`copy_check=false`). "
     return "No copy check was run on this cohort (`medsynth generate --audit-against PREPARED_MANIFEST`). "
@@ -189,6 +199,7 @@ def _card(
     stats: list[dict[str, Any]],
     audit: dict | None,
     anonymity: dict | None = None,
+    copy_check: str | None = None,
 ) -> None:
     generator = plan["generator"]
     volumes = np.array([s["volume_ml"] for s in stats])
@@ -254,14 +265,15 @@ def _card(
         *(
             [
                 f"Copy check before publication ({audit['verdict']}): the nearest training scan of every case has "
-                f"NCC {min(c['ncc'] for c in audit['cases']):.3f}-{max(c['ncc'] for c in audit['cases']):.3f}; "
-                f"copies are flagged from {audit['threshold_ncc']:.3f} (calibrated on augmented copies of the "
-                f"training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
+                f"copy similarity {min(c['ncc'] for c in audit['cases']):.3f}-"
+                f"{max(c['ncc'] for c in audit['cases']):.3f}; copies are flagged from {audit['threshold_ncc']:.3f} "
+                "(calibrated on shifted, rotated, re-contrasted, blurred, partial and one-modality copies of the "
+                "training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
                 "This rules out near-copies, not every leak.",
             ]
             if audit
             else [
-                _not_checked(plan.get("copy_check", {}).get("gate"))
+                _not_checked(copy_check)
                 + "Synthetic data can still copy training scans (memorization); run `medsynth audit` before "
                 "sharing outside the group that holds the training data."
             ]

@@ -225,8 +225,8 @@ def _export_gate(
     if result["flagged"] and not allow_flagged:
         raise MedsynthError(
             f"{output}: copy check flagged {result['flagged']} as near-copies of training scans "
-            f"(NCC >= {result['threshold_ncc']}); the cohort was not finalized. Remove those case folders and "
-            "re-run to replace them, or pass --allow-flagged to publish anyway (recorded in provenance)"
+            f"(copy similarity >= {result['threshold_ncc']}); the cohort was not finalized. Remove those case "
+            "folders and re-run to replace them, or pass --allow-flagged to publish anyway (recorded in provenance)"
         )
     for flagged in result["flagged"]:
         path = output / "cases" / flagged / "provenance.json"
@@ -269,7 +269,10 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
     spacing_mm, seed, label_convention = config.spacing_mm, config.seed, config.label_convention
     generator = medsynth.load_generator(checkpoint, precision=config.precision)
     gate = "audit_against" if audit_against is not None else "off"
-    if audit_against is None and config.copy_check:  # the gate on by default, where the training data are here
+    resampled = spacing_mm is not None and not np.allclose(spacing_mm, generator.spacing_mm)
+    if audit_against is None and config.copy_check and resampled:
+        gate = "cohort resampled"  # the training scans are on the generator's grid, the cases are not
+    elif audit_against is None and config.copy_check:  # the gate on by default, where the training data are here
         from medsynth.cohort.defaults import find_training_data
 
         audit_against = find_training_data(generator)
@@ -300,7 +303,6 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
             fill_sampler = _make_sampler(sampler_args)
             _check_sampler_geometry(fill_sampler, generator)
     plan = _plan(config, checkpoint, generator, source, sources, healthy)
-    plan["copy_check"] = {"gate": gate, "against": None if audit_against is None else str(audit_against.resolve())}
     if defaults is not None:
         plan["default_sources"] = {**defaults.describe(), "anatomies": label_config.anatomies}
     inputs = [p for p in (checkpoint, labels, *sources, *healthy, audit_against) if p is not None]
@@ -359,6 +361,7 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
             run_provenance=provenance("generate", config=cohort_config, seed=seed, inputs=inputs),
             audit=audit,
             anonymity=anonymity,
+            copy_check=gate,  # a publication gate, not part of what the cohort is (the plan)
         )
     return CohortStatus(written, skipped, present, source.total, finalized, added, anonymity)
 

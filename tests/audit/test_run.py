@@ -45,6 +45,7 @@ def test_report_has_a_verdict_per_check_tumor_fidelity_and_k_anonymity(phantom_a
     assert list(verdicts) == [
         "memorization",
         "membership_inference",
+        "distance_to_closest_record",
         "intensity_fidelity",
         "feature_fidelity",
         "tumor_fidelity",
@@ -53,6 +54,7 @@ def test_report_has_a_verdict_per_check_tumor_fidelity_and_k_anonymity(phantom_a
     ]
     assert verdicts["memorization"]["verdict"] == "PASS"
     assert verdicts["membership_inference"]["verdict"] == "NOT RUN"  # no --generator
+    assert verdicts["distance_to_closest_record"]["verdict"] == "INFO"  # 4 cases vs 1 held-out: p >= 0.2
     assert re.fullmatch(r"(PASS|WARN) \d+/12", verdicts["intensity_fidelity"]["verdict"])  # 2 modalities x 6 classes
     assert verdicts["feature_fidelity"]["verdict"] in {"PASS", "WARN"}
     assert "x the held-out baseline" in verdicts["feature_fidelity"]["basis"]

@@ -26,6 +26,7 @@ from medsynth.labels import (
     regenerate,
     run_labels,
 )
+from medsynth.labels.config import DeformationConfig
 from medsynth.labels.placement import transform_tumor
 from medsynth.labels.sources import read_sources, remove_tumor
 
@@ -71,7 +72,8 @@ def test_identity_transform_keeps_tumor():
 
 def test_properties_of_sampled_maps(sources):
     anatomies, tumors = sources
-    config = LabelConfig(volume_scale=(0.7, 1.5))
+    # placement alone, on the anatomies as they are (the deformation of whole maps: tests/labels/test_deform.py)
+    config = LabelConfig(volume_scale=(0.7, 1.5), deformation=DeformationConfig(anatomies="none"))
     sampler = LabelMapSampler(anatomies, tumors, config)
     for index in range(12):
         label_map, affine, record = sampler.sample(index, seed=3)
