@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
 
-from medsynth.data.scheme import NUM_CLASSES, REGIONS
+from medsynth.data.scheme import MODEL_CLASSES, REGIONS
 
 
 class RegionTargetd(MapTransform):
@@ -82,8 +82,8 @@ class RandLabelRenderd(RandomizableTransform, MapTransform):
         brain = label > 0
         rendered = []
         for _ in range(channels):
-            means = torch.as_tensor(self.R.uniform(*self.mean_range, NUM_CLASSES), dtype=torch.float32)
-            stds = torch.as_tensor(self.R.uniform(*self.std_range, NUM_CLASSES), dtype=torch.float32)
+            means = torch.as_tensor(self.R.uniform(*self.mean_range, MODEL_CLASSES), dtype=torch.float32)
+            stds = torch.as_tensor(self.R.uniform(*self.std_range, MODEL_CLASSES), dtype=torch.float32)
             means[0] = stds[0] = 0.0
             noise = torch.as_tensor(self.R.standard_normal(label.shape), dtype=torch.float32)
             image = means[label] + stds[label] * noise

@@ -177,12 +177,18 @@ def _anatomy_lines(plan: dict[str, Any]) -> list[str]:
     if plan.get("label_maps") != "sampled":
         return []
     anatomies = plan.get("label_config", {}).get("anatomies", "all")
+    deformed = plan.get("label_config", {}).get("deformation", {}).get("anatomies", "none") != "none"
     tumors = plan.get("default_sources", {}).get("tumors_from")
     lines = [f"- Tumors: from {tumors}." if tumors else "- Tumors: from the `--from` manifest's training split."]
     if anatomies == "healthy":
         lines.append(
-            "- Anatomies: public healthy brains only (SynthSeg label maps, Colin27); no case has a patient's brain "
-            "shape (several cases share one healthy anatomy)."
+            "- Anatomies: public healthy brains only (SynthSeg label maps, Colin27)"
+            + (
+                ", each case's randomly deformed (recorded in its provenance): no case has a patient's brain shape "
+                "and no two share one."
+                if deformed
+                else "; not deformed, so cases made from one healthy brain share its shape."
+            )
         )
     else:
         lines.append(
@@ -268,7 +274,7 @@ def _card(
                 f"copy similarity {min(c['ncc'] for c in audit['cases']):.3f}-"
                 f"{max(c['ncc'] for c in audit['cases']):.3f}; copies are flagged from {audit['threshold_ncc']:.3f} "
                 "(calibrated on shifted, rotated, re-contrasted, blurred, partial and one-modality copies of the "
-                "training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
+                f"training scans). Flagged and published anyway: {', '.join(audit['flagged']) or 'none'}. "
                 "This rules out near-copies, not every leak.",
             ]
             if audit

@@ -66,7 +66,8 @@ CLASS_NAMES: dict[int, str] = {
 ANATOMY_CLASSES: tuple[int, ...] = (CSF, GM, WM)
 TUMOR_CLASSES: tuple[int, ...] = (NETC, SNFH, ET)
 NUM_CLASSES = len(CLASS_NAMES)
-# Values 0-7: the classes a generator is conditioned on (its one-hot input); ``tumor`` is not one.
+# Values 0-7: the classes a generator is conditioned on (its one-hot input) and the loaders sample by;
+# ``tumor`` is not one (whole-tumor-only data are refused there).
 MODEL_CLASSES = TUMOR
 
 REGIONS: dict[str, tuple[int, ...]] = {

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from medsynth.data.scheme import ET, NETC, NUM_CLASSES, SNFH, manifest_scheme, require_subregions
+from medsynth.data.scheme import ET, MODEL_CLASSES, NETC, SNFH, manifest_scheme, require_subregions
 from medsynth.errors import MedsynthError
 from medsynth.io import read_json
 from medsynth.manifest import Manifest
@@ -159,9 +159,9 @@ def load_transform(tumor_labels: bool = False) -> Compose:
 
     transforms = [LoadImaged(keys=["image", "label"], ensure_channel_first=True, image_only=True)]
     if tumor_labels:
-        target = [0] * NUM_CLASSES
+        target = [0] * MODEL_CLASSES
         target[NETC], target[SNFH], target[ET] = 1, 2, 3
-        transforms.append(MapLabelValued(keys="label", orig_labels=list(range(NUM_CLASSES)), target_labels=target))
+        transforms.append(MapLabelValued(keys="label", orig_labels=list(range(MODEL_CLASSES)), target_labels=target))
     transforms.append(EnsureTyped(keys=["image", "label"], track_meta=False))
     return Compose(transforms)
 
@@ -180,7 +180,7 @@ def patch_transform(
     """
     from monai.transforms import Compose, RandCropByLabelClassesd, RandFlipd
 
-    num_classes = num_classes or NUM_CLASSES
+    num_classes = num_classes or MODEL_CLASSES
     tumor_classes = [c for c in (NETC, SNFH, ET) if c < num_classes] or list(range(1, num_classes))
     ratios = [0.0] * num_classes
     others = [c for c in range(num_classes) if c not in tumor_classes]

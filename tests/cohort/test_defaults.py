@@ -34,8 +34,8 @@ def test_generate_from_the_shipped_gan_with_nothing_else(tmp_path, monkeypatch, 
     gate = json.loads((tmp_path / "cohort" / "cohort.json").read_text())["copy_check"]
     assert gate == "training data found by content"  # the gate on by default
     card = (tmp_path / "cohort" / "README.md").read_text()
-    assert "Anatomies: public healthy brains only" in card
-    assert "Copy check before publication (PASS" in card
+    assert "Anatomies: public healthy brains only (SynthSeg label maps, Colin27), each case's randomly deformed" in card
+    assert "Copy check before publication (PASS" in card and "published anyway: none." in card
 
 
 def test_a_generator_whose_training_data_are_elsewhere_says_its_cohort_was_not_checked(tiny_generator, tmp_path):
