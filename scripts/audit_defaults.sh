@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The numbers of reports/audit/README.md: what the private-by-default settings change, on the shipped GAN.
+# The numbers of reports/audit/defaults/: what the private-by-default settings change, on the shipped GAN.
 #   bash scripts/audit_defaults.sh          (about 15 minutes on 2 cores; needs ../shared/data)
 #
 # Real subjects: all six BraTS 2013 subjects of ../shared/data, prepared like the bundled sample
@@ -76,5 +76,5 @@ PY
 
 for name in default training_anatomies planted; do
   /usr/bin/time -f "audit $name: %e s" $BIN/medsynth audit --real "$REAL" --synthetic "$OUT/$name" \
-    --generator pretrained:gan -o "reports/audit/$name" $([ "$name" != default ] && echo --features reports/audit/default/feature_network.pt)
+    --generator pretrained:gan -o "reports/audit/defaults/$name" $([ "$name" != default ] && echo --features reports/audit/defaults/default/feature_network.pt)
 done
