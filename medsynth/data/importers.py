@@ -11,7 +11,7 @@ line naming the file::
 - **msd** (Medical Segmentation Decathlon): ``dataset.json`` with a ``modality`` table and
   ``training``/``test`` lists; one 4D file holds every channel of a case (image key ``"*"``).
 - **nnunet** (nnU-Net v2 raw): ``dataset.json`` with ``channel_names``, ``labels`` (name ->
-  value) and ``file_ending``; ``imagesTr/<case>_XXXX<file_ending>`` (one file per channel),
+  value) and ``file_ending``; ``imagesTr/<case>_NNNN<file_ending>`` (one file per channel),
   ``labelsTr/<case><file_ending>`` (or the files listed in dataset.json's ``dataset``), optional
   ``imagesTs/`` and ``labelsTs/``. Label names are
   mapped to medsynth's classes (:func:`~medsynth.data.scheme.class_from_name`) unless the layout
@@ -232,7 +232,7 @@ def _nnunet_cases(
     for path in _files(images_dir, ending):
         match = named.match(path.name)
         if match is None:
-            raise DataError(f"{path}: not named <case>_XXXX{ending} (XXXX: 4-digit channel index)")
+            raise DataError(f"{path}: not named <case>_NNNN{ending} (NNNN: 4-digit channel index)")
         case_id, channel = match["case"], int(match["channel"])
         all_ids.add(case_id)
         if channel not in channels:
@@ -302,7 +302,7 @@ def _scan_nnunet(root: Path, layout: Layout, include: str) -> tuple[list[CaseFil
     else:
         training = _nnunet_cases(root / "imagesTr", root / "labelsTr", channels, modalities, ending, include, None)
         if not training and include == "*":
-            raise DataError(f"{root / 'imagesTr'}: no files named <case>_XXXX{ending}")
+            raise DataError(f"{root / 'imagesTr'}: no files named <case>_NNNN{ending}")
     expected = meta.get("numTraining")
     if expected is not None and include == "*":
         if not isinstance(expected, int) or isinstance(expected, bool):
