@@ -95,11 +95,18 @@ def find_training_data(generator: Generator, cache_dir: str | Path | None = None
 
 
 def default_sources(
-    generator: Generator, anatomies: str = "all", cache_dir: str | Path | None = None
+    generator: Generator,
+    anatomies: str = "all",
+    cache_dir: str | Path | None = None,
+    training_data: Path | bool | None = False,
 ) -> DefaultSources:
-    """Tumor and anatomy sources for a generator when the user gave none (see the module docstring)."""
+    """Tumor and anatomy sources for a generator when the user gave none (see the module docstring).
+
+    ``training_data``: the result of :func:`find_training_data` when the caller already has it
+    (``False``: look it up here).
+    """
     preprocess = preprocess_of(generator)
-    found = find_training_data(generator, cache_dir)
+    found = find_training_data(generator, cache_dir) if training_data is False else training_data
     if found is not None:
         chosen = DefaultSources([found], tumors_from="the generator's training subjects (found by content)")
     else:

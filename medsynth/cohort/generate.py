@@ -268,22 +268,26 @@ def generate_cases(config: GenerateConfig, output: str | Path, *, progress: bool
     audit_against = Path(config.audit_against) if config.audit_against is not None else None
     spacing_mm, seed, label_convention = config.spacing_mm, config.seed, config.label_convention
     generator = medsynth.load_generator(checkpoint, precision=config.precision)
+    sources = [Path(p) for p in config.sources]
+    healthy = [Path(p) for p in config.healthy]
     gate = "audit_against" if audit_against is not None else "off"
     resampled = spacing_mm is not None and not np.allclose(spacing_mm, generator.spacing_mm)
+    use_defaults = labels is None and not sources  # nothing given: training tumors found by content, healthy anatomies
+    training_data: Path | bool | None = False  # looked up once, for the gate and the default sources
+    if (audit_against is None and config.copy_check and not resampled) or use_defaults:
+        from medsynth.cohort.defaults import find_training_data
+
+        training_data = find_training_data(generator)
     if audit_against is None and config.copy_check and resampled:
         gate = "cohort resampled"  # the training scans are on the generator's grid, the cases are not
     elif audit_against is None and config.copy_check:  # the gate on by default, where the training data are here
-        from medsynth.cohort.defaults import find_training_data
-
-        audit_against = find_training_data(generator)
+        audit_against = training_data or None
         gate = "training data found by content" if audit_against is not None else "training data not found"
-    sources = [Path(p) for p in config.sources]
-    healthy = [Path(p) for p in config.healthy]
     label_config, defaults = config.label_config, None
-    if labels is None and not sources:  # nothing given: training tumors found by content, healthy anatomies
+    if use_defaults:
         from medsynth.cohort.defaults import default_sources
 
-        defaults = default_sources(generator, anatomies=label_config.anatomies)
+        defaults = default_sources(generator, anatomies=label_config.anatomies, training_data=training_data)
         sources, healthy = defaults.sources, healthy or defaults.healthy
         if label_config.anatomies == "all" and defaults.healthy:
             label_config = replace(label_config, anatomies="healthy")
