@@ -69,20 +69,24 @@ def case_tiles(
     label_map: np.ndarray | None,
     center: tuple[int, int, int] | None = None,
     alpha: float = 0.45,
+    windows: list[tuple[float, float]] | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """RGB tiles (H, W, 3) for one case; returns ``(tiles, columns)``.
 
     Rows: each modality in gray, the label map alone, then the first modality with the
     tumor overlaid; columns: axial, coronal, sagittal. ``center`` defaults to the tumor's
-    centre of mass (or the volume centre).
+    centre of mass (or the volume centre). ``windows``: (low, high) gray window per modality
+    (default: the image's own 0.5-99.5th percentiles; pass the real scan's to compare images).
     """
     if center is None:
         center = tumor_center(label_map) if label_map is not None else tuple(s // 2 for s in image.shape[1:])
     rows: list[list[np.ndarray]] = []
     if image is not None:
-        for channel in image:
+        for index, channel in enumerate(image):
             values = channel[channel != 0]
             low, high = np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
+            if windows is not None:
+                low, high = windows[index]
             rows.append([_gray(s, low, high) for s in _mid_slices(channel, center)])
     if label_map is not None:
         colors = LABEL_COLORS[np.clip(label_map.astype(int), 0, len(LABEL_COLORS) - 1)]

@@ -2,7 +2,10 @@
 
     $ python scripts/make_sample_data.py --shared ../shared/data
 
-From ``../shared/data`` (see its README): the four BraTS 2013 subjects and the healthy
+From ``../shared/data`` (see its README): the six BraTS 2013 subjects (``brats2013_small``'s
+train and validation splits; ``brats2013_test``'s two subjects join the train split, so the
+sample's train split is what the shipped generators were trained on and its validation split,
+pat0003 and pat0004, stays held out) and the healthy
 anatomies (three SynthSeg label maps, Colin27 brain-extracted T1), resampled to 2 mm with
 SimpleITK (linear for images, nearest for labels and masks), each in its original
 orientation and folder layout so ``medsynth manifest build`` reads them as it reads the
@@ -52,8 +55,10 @@ def write(image: sitk.Image, path: Path, pixel: int) -> None:
 def brats(shared: Path) -> None:
     source = shared / "brats2013_small"
     target = OUT / "brats2013_2mm"
-    for folder in sorted(source.glob("*/brats_*")):
-        out = target / folder.relative_to(source)
+    folders = [(folder, folder.relative_to(source)) for folder in sorted(source.glob("*/brats_*"))]
+    folders += [(folder, Path("train") / folder.name) for folder in sorted((shared / "brats2013_test").glob("brats_*"))]
+    for folder, relative in folders:
+        out = target / relative
         mask = resample(sitk.ReadImage(str(folder / "brainmask.nii.gz"), sitk.sitkFloat32), sitk.sitkLinear) > 0.5
         write(mask, out / "brainmask.nii.gz", sitk.sitkUInt8)
         label = resample(
@@ -85,7 +90,7 @@ def _set_slope(path: Path, slope: float) -> None:
 
 def healthy(shared: Path) -> None:
     synthseg = OUT / "healthy" / "synthseg_2mm"
-    for path in sorted((shared / "healthy" / "synthseg_label_maps").glob("*.nii.gz")):
+    for path in sorted((shared / "healthy" / "synthseg_label_maps").glob("*.nii.gz"))[:3]:  # the first three: a few MB
         label = resample(sitk.ReadImage(str(path), sitk.sitkUInt16), sitk.sitkNearestNeighbor)
         write(label, synthseg / path.name, sitk.sitkUInt16)
     shutil.copy(shared / "healthy" / "synthseg_label_maps" / "LICENSE.txt", synthseg / "LICENSE.txt")
@@ -114,7 +119,7 @@ def main() -> None:
         "# medsynth sample data\n\n"
         "Made by `python scripts/make_sample_data.py --shared ../shared/data` from:\n\n"
         "| folder | source | licence |\n| --- | --- | --- |\n"
-        "| `brats2013_2mm/` | 4 BraTS 2013 subjects (T1c, FLAIR z-scored, brain mask, OTMultiClass) "
+        "| `brats2013_2mm/` | 6 BraTS 2013 subjects (T1c, FLAIR z-scored, brain mask, OTMultiClass) "
         "| CC BY-NC-SA 3.0 (`LICENSE_CC_BY_NC_SA_3.0.txt`) |\n"
         "| `healthy/synthseg_2mm/` | 3 SynthSeg training label maps (FreeSurfer labels) "
         "| Apache-2.0 (`LICENSE.txt`) |\n"

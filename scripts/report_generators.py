@@ -37,6 +37,47 @@ HANDWRITTEN = "## What looks wrong"
 CLASSES = ("csf", "gm", "wm", "netc", "snfh", "et")
 
 
+def save_previews(
+    case_id: str,
+    real: np.ndarray,
+    synthetic: dict[str, np.ndarray],
+    label_map: np.ndarray,
+    modalities: list[str],
+    figures: Path,
+    half: int = 16,
+    zoom: int = 4,
+) -> None:
+    """Real and every generator on the same label map, in the real scan's gray window: whole views, then crops.
+
+    The crops (``2 * half`` voxels around the tumor's centre, each voxel drawn as ``zoom`` x ``zoom``
+    pixels without interpolation) show what the whole views hide: the voxel grid, the enhancing
+    rim around the necrotic core, the edema's texture.
+    """
+    windows = []
+    for channel in real:
+        values = channel[label_map > 0]
+        windows.append(tuple(np.percentile(values, [0.5, 99.5])))
+    center = tumor_center(label_map)
+    box = tuple(
+        slice(max(0, min(c - half, n - 2 * half)), max(0, min(c - half, n - 2 * half)) + 2 * half)
+        for c, n in zip(center, label_map.shape, strict=True)
+    )
+    local = tuple(c - b.start for c, b in zip(center, box, strict=True))
+    for suffix, crop, where, scale in (("", (slice(None),) * 3, center, 1), ("_tumor", box, local, zoom)):
+        tiles, names = case_tiles(None, label_map[crop], center=where)[0], ["label map"]
+        for i, modality in enumerate(modalities):
+            for name, images in (("real", real), *synthetic.items()):
+                tiles += case_tiles(images[i : i + 1][(slice(None), *crop)], None, center=where, windows=[windows[i]])[
+                    0
+                ]
+                names.append(f"{name} {modality}")
+        tiles = [np.repeat(np.repeat(t, scale, axis=0), scale, axis=1) for t in tiles]
+        title = f"{case_id} (held out)" + (f": {2 * half}-voxel crops through the tumor" if suffix else "")
+        save_grid(
+            tiles, 3, figures / f"{case_id}{suffix}.png", title=title, row_names=names, scale=1.0 if suffix else 2.0
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=Path("runs/demo/prepared/brats2013/manifest.json"))
@@ -98,13 +139,7 @@ def main() -> None:
                 for cls, values in by_class.items():
                     if cls in CLASSES:
                         pooled[name][modality][cls].append(values)
-        center = tumor_center(label_map)
-        tiles, names = case_tiles(None, label_map, center=center)[0], ["label map"]
-        for i, modality in enumerate(modalities):
-            for name, images in (("real", real), *synthetic.items()):
-                tiles += case_tiles(images[i : i + 1], None, center=center)[0]
-                names.append(f"{name} {modality}")
-        save_grid(tiles, 3, figures / f"{case.case_id}.png", title=f"{case.case_id} (held out)", row_names=names)
+        save_previews(case.case_id, real, synthetic, label_map, modalities, figures)
 
     lines = [
         "# Generators: quality on held-out subjects",
@@ -197,7 +232,15 @@ def main() -> None:
     ]
     lines += [f"| {n} | {np.mean(v):.3f} |" for n, v in timing.items()]
     lines += ["", "## Previews", ""]
-    lines += [f"![{c.case_id}](generators/{c.case_id}.png)" for c in cases]
+    lines += [
+        "Rows: real, then each generator, on the held-out subject's own label map, in the real scan's gray window; "
+        "then crops through the tumor, one voxel drawn as a block (no interpolation).",
+        "",
+    ]
+    lines += [
+        f"![{c.case_id}](generators/{c.case_id}.png)\n![{c.case_id} tumor](generators/{c.case_id}_tumor.png)"
+        for c in cases
+    ]
     # The hand-written reading of the numbers (a section starting with HANDWRITTEN) survives regeneration.
     previous = args.output.read_text() if args.output.exists() else ""
     if HANDWRITTEN in previous:

@@ -147,7 +147,7 @@ def tiny_generator(prepared_phantoms, tmp_path_factory) -> Path:
     from medsynth.models.config import TrainConfig
     from medsynth.models.train import run_train
 
-    network = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4}
+    network = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "refine_channels": 4}
     config = from_dict(
         TrainConfig,
         {

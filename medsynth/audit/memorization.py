@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,9 +128,19 @@ def copy_check_cohort(
     """
     real_manifest = Path(real_manifest)
     manifest = load_audit_manifest(real_manifest, kind="prepared")
-    if manifest.modalities != list(modalities):
-        raise DataError(f"{real_manifest}: modalities {manifest.modalities} differ from the cohort's {modalities}")
-    real = [c for c in manifest.cases() if c.images]
+    missing = [m for m in modalities if m not in manifest.modalities]
+    if missing:
+        raise DataError(
+            f"{real_manifest}: has no {', '.join(missing)} (its modalities: {manifest.modalities}); "
+            f"the cohort has {modalities}"
+        )
+    # a generator of a subset of the modalities (FLAIR only) is checked against those images of its subjects
+    picked = [manifest.modalities.index(m) for m in modalities]
+    real = [
+        replace(c, images=[c.images[i] for i in picked]) if len(c.images) == len(manifest.modalities) else c
+        for c in manifest.cases()
+        if c.images
+    ]
     grid: dict[str, Any] = {}
     training = [(c.case_id, load_case(c, modalities, grid, real_manifest)[0]) for c in real if c.split == train_split]
     held_out = [load_case(c, modalities, grid, real_manifest)[0] for c in real if c.split != train_split]

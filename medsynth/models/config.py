@@ -16,6 +16,18 @@ class ModelConfig:
     d_channels: int = 16  # discriminator base width
     d_layers: int = 3  # discriminator depth (receptive field ~ 2**layers * 4 voxels)
     d_scales: int = 2  # discriminators on the full and on 2x, 4x... downsampled inputs
+    # How the decoder reaches full resolution. MONAI's SPADE decoder ends with its last block at half
+    # resolution (already at the image's channel count), a nearest 2x upsampling and one convolution: the
+    # image is a 2-voxel-block picture, the label map never acts at full resolution (issue #20: alternate
+    # steps 1.2-1.6x, 4-8 mm detail 0.06-0.3x real). "refined": trilinear upsampling, the last block keeps
+    # `channels[0]` features, and a SPADE residual block at full resolution draws the image from them and
+    # the label map. "monai": the decoder as MONAI builds it (the generators shipped before 0.2).
+    decoder: Literal["refined", "monai"] = "refined"
+    refine_channels: int = 8  # width of the full-resolution part of the refined decoder (and of its SPADE layers)
+
+
+# ModelConfig keys added since generators were first saved, with the value that rebuilds the old network
+LEGACY_NETWORK = {"decoder": "monai"}
 
 
 @dataclass
@@ -82,6 +94,7 @@ class TrainConfig:
     Args:
         model: ``gan`` or ``vae``.
         manifest: prepared manifest with the training subjects; ``splits``: which of its splits train.
+        modalities: the manifest's modalities the generator synthesizes (``[]``: all).
         network, loss: architecture and loss weights (:class:`ModelConfig`, :class:`LossConfig`).
         steps, batch_size, lr_generator, lr_discriminator: the optimisation.
         precision: ``auto`` (bf16 where native), ``fp32`` or ``bf16``; ``device``: ``auto``, ``cpu``, ``cuda[:N]``.
@@ -97,6 +110,9 @@ class TrainConfig:
     model: Literal["gan", "vae"] = "gan"
     manifest: str = ""  # prepared manifest (``medsynth prepare``) with the training subjects
     splits: list[Literal["train", "validation", "test"]] = field(default_factory=lambda: ["train"])  # training splits
+    # Modalities the generator synthesizes, a subset of the manifest's in any order (e.g. [flair] from a t1c+flair
+    # manifest: a generator for data sets that have FLAIR only); [] = every modality of the manifest.
+    modalities: list[str] = field(default_factory=list)
     network: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steps: int = 1000  # optimisation steps (one batch each)
@@ -118,6 +134,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities {self.modalities} names a modality twice")
         if not self.manifest:
             raise ValueError("manifest: set the prepared manifest to train on (manifest=PATH)")
         if self.loss.adversarial == "wgan-gp" and self.loss.gradient_penalty_weight <= 0:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from medsynth.data.scheme import MODEL_CLASSES, manifest_scheme, require_subregions
-from medsynth.errors import DataError
+from medsynth.errors import ConfigError, DataError
 from medsynth.io import array_sha256, load_nifti
 from medsynth.manifest import Manifest
 
@@ -35,10 +35,15 @@ class TrainingSet:
         return tuple(int(s) for s in self.label_maps.shape[1:])
 
 
-def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingSet:
-    """Read the images and label maps of the given splits of a prepared manifest."""
+def load_training_set(manifest_path: str | Path, splits: list[str], modalities: list[str] | None = None) -> TrainingSet:
+    """Read the images and label maps of the given splits of a prepared manifest.
+
+    ``modalities``: the channels to keep, in this order (None or ``[]``: every modality of the manifest);
+    the other images are not read.
+    """
     manifest = Manifest.load(manifest_path, kind="prepared")
     meta = manifest.meta
+    channels_of = select_modalities(manifest.modalities, modalities, str(manifest_path))
     require_subregions(
         manifest_scheme(meta),
         str(manifest_path),
@@ -51,7 +56,11 @@ def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingS
     images, label_maps = [], []
     affine = None
     for case in cases:
-        channels = [load_nifti(path)[0] for path in case.images]
+        if len(case.images) != len(manifest.modalities):
+            raise DataError(
+                f"{manifest_path}: case {case.case_id} has {len(case.images)} image(s) for {manifest.modalities}"
+            )
+        channels = [load_nifti(case.images[index])[0] for index in channels_of]
         label_map, case_affine, _ = load_nifti(case.label, dtype=np.int64)
         if affine is None:
             affine = case_affine
@@ -63,13 +72,23 @@ def load_training_set(manifest_path: str | Path, splits: list[str]) -> TrainingS
     return TrainingSet(
         images=torch.from_numpy(np.stack(images)),
         label_maps=torch.from_numpy(np.stack(label_maps)),
-        modalities=list(meta["modalities"]),
+        modalities=[manifest.modalities[index] for index in channels_of],
         case_ids=[c.case_id for c in cases],
         affine=affine,
         spacing_mm=spacing,
         label_digests={c.case_id: array_sha256(m.astype(np.int16)) for c, m in zip(cases, label_maps, strict=True)},
         preprocess=dict(meta.get("preprocess") or {}),
     )
+
+
+def select_modalities(available: list[str], wanted: list[str] | None, source: str) -> list[int]:
+    """The channel indices of ``wanted`` among ``available`` (all of them when ``wanted`` is empty)."""
+    if not wanted:
+        return list(range(len(available)))
+    unknown = [m for m in wanted if m not in available]
+    if unknown:
+        raise ConfigError(f"modalities {unknown} are not in {source}, which has {available}")
+    return [available.index(m) for m in wanted]
 
 
 def one_hot(label_maps: torch.Tensor, num_classes: int = MODEL_CLASSES) -> torch.Tensor:

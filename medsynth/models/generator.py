@@ -24,7 +24,7 @@ from medsynth.errors import MedsynthError
 from medsynth.geometry import same_space
 from medsynth.io import load_nifti, save_nifti
 from medsynth.models import checkpoint
-from medsynth.models.config import ModelConfig
+from medsynth.models.config import LEGACY_NETWORK, ModelConfig
 from medsynth.models.data import one_hot
 from medsynth.models.networks import build_generator
 from medsynth.runtime import autocast_dtype, cpu_has_bf16, select_device
@@ -65,7 +65,7 @@ class Generator:
         self.spacing_mm = tuple(state["spacing_mm"])
         # axis codes of the training data; files saved before they were recorded were prepared in RAS (the default)
         self.orientation: str = str(state.get("orientation", "RAS"))
-        self.network = from_dict(ModelConfig, state["network"])
+        self.network = from_dict(ModelConfig, {**LEGACY_NETWORK, **state["network"]})
         self.device = select_device(str(device))
         if precision not in ("auto", "fp32", "bf16"):
             raise MedsynthError(f"precision must be auto, fp32 or bf16, not {precision!r}")

@@ -4,6 +4,7 @@
     $ medsynth train --config configs/gan_cpu.yaml -o runs/gan --resume        # continue exactly
     $ torchrun --nproc_per_node 2 -m medsynth.cli train --config configs/gan_cpu.yaml -o runs/gan_ddp
     $ medsynth train --config configs/gan_dp_cpu.yaml -o runs/gan_dp     # DP-SGD (medsynth.models.privacy)
+    $ medsynth train --config configs/gan_gpu.yaml --dry-run --prepare-config configs/prepare_gpu.yaml  # will it fit
 
 Every step seeds torch from (seed, rank, step), so data order, noise and the VAE's sampling
 are a function of the step alone: a resumed run reproduces the losses of an uninterrupted
@@ -36,7 +37,7 @@ from medsynth.errors import MedsynthError
 from medsynth.io import claim_output, write_json
 from medsynth.manifest import provenance
 from medsynth.models import checkpoint
-from medsynth.models.config import TrainConfig
+from medsynth.models.config import LEGACY_NETWORK, TrainConfig
 from medsynth.models.data import TrainingSet, load_training_set, one_hot
 from medsynth.models.steps import (
     GENERATOR_STEPS,
@@ -88,6 +89,41 @@ def generator_metadata(config: TrainConfig, data: TrainingSet, privacy: dict[str
     }
 
 
+def placement_for(config: TrainConfig) -> Placement:
+    """The device, autocast dtype and memory format ``config`` trains with."""
+    device = select_device(config.device)
+    # bf16 on CPUs with native bf16: GAN step 2.4x, VAE step 3.5x faster, same losses and per-class
+    # intensities (reports/performance.md). Without native bf16 it emulates and is far slower.
+    dtype = autocast_dtype(config.precision, device, cpu_auto=torch.bfloat16 if cpu_has_bf16() else None)
+    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    return Placement(device, dtype, memory_format)
+
+
+def build_steps(
+    config: TrainConfig, data: TrainingSet, placement: Placement
+) -> tuple[GeneratorStep, DiscriminatorStep]:
+    """New, untrained generator and discriminator steps for ``data`` (the discriminator's base class when none)."""
+    generator = GENERATOR_STEPS[config.model](config, data, placement)
+    discriminator = (
+        PatchDiscriminatorStep.build(config, data, placement)
+        if generator.needs_discriminator
+        else DiscriminatorStep(config, placement)
+    )
+    return generator, discriminator
+
+
+def training_step(
+    step: int, data: TrainingSet, generator: GeneratorStep, discriminator: DiscriminatorStep
+) -> dict[str, float]:
+    """One step from the global RNG (seeded by the caller): draw a batch, synthesize, update both sides; the losses."""
+    batch = discriminator.draw_batch(data)
+    synthesis = generator.synthesize(batch)
+    # the discriminator learns first; the generator's loss asks the updated one
+    losses = discriminator.update(step, batch, synthesis)
+    losses.update(generator.generator_step(batch, synthesis, discriminator))
+    return losses
+
+
 def run_train(
     config: TrainConfig, output: str | Path, resume: bool = False, progress: bool = True, stop_at: int | None = None
 ) -> Path:
@@ -110,20 +146,11 @@ def run_train(
 
     output = Path(output)
     rank, world = _distributed()
-    device = select_device(config.device)
-    # bf16 on CPUs with native bf16: GAN step 2.4x, VAE step 3.5x faster, same losses and per-class
-    # intensities (reports/performance.md). Without native bf16 it emulates and is far slower.
-    dtype = autocast_dtype(config.precision, device, cpu_auto=torch.bfloat16 if cpu_has_bf16() else None)
-    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-    placement = Placement(device, dtype, memory_format)
-    data = load_training_set(config.manifest, config.splits)
+    placement = placement_for(config)
+    device = placement.device
+    data = load_training_set(config.manifest, config.splits, config.modalities)
     torch.manual_seed(config.seed)  # same initial weights on every rank
-    generator = GENERATOR_STEPS[config.model](config, data, placement)
-    discriminator = (
-        PatchDiscriminatorStep.build(config, data, placement)
-        if generator.needs_discriminator
-        else DiscriminatorStep(config, placement)
-    )
+    generator, discriminator = build_steps(config, data, placement)
     checkpoint_path = output / "checkpoint.pt"
     state = _restore(config, output, resume, generator, discriminator, device)
     start = int(state["step"]) if state is not None else 0
@@ -143,12 +170,7 @@ def run_train(
     started = time.perf_counter()
     for step in bar:
         torch.manual_seed(step_seed(config.seed, rank, step))
-        batch = discriminator.draw_batch(data)
-        synthesis = generator.synthesize(batch)
-        # the discriminator learns first; the generator's loss asks the updated one
-        losses = discriminator.update(step, batch, synthesis)
-        losses.update(generator.generator_step(batch, synthesis, discriminator))
-
+        losses = training_step(step, data, generator, discriminator)
         if world > 1:
             losses = _mean_over_ranks(losses, device)
         done = step + 1
@@ -225,7 +247,8 @@ def _restore(
         # refuses a generator-only file, a changed (checksum) or unsafe file, each in one line naming it
         state = checkpoint.load(checkpoint_path, map_location=device, expect="training")
         # defaults fill keys added since the checkpoint was written (e.g. privacy)
-        saved = to_dict(from_dict(TrainConfig, state["config"]))
+        saved_config = {**state["config"], "network": {**LEGACY_NETWORK, **state["config"].get("network", {})}}
+        saved = to_dict(from_dict(TrainConfig, saved_config))
         if saved != {**to_dict(config), "steps": saved["steps"]}:
             raise MedsynthError(f"{checkpoint_path}: made with a different config; only `steps` may change on --resume")
         generator.network.load_state_dict(state["generator"])

@@ -39,3 +39,21 @@ def test_export_gate(prepared_phantoms, tiny_generator, tmp_path, monkeypatch):
     assert status.finalized
     provenance = json.loads((tmp_path / "bad" / "cases" / "synth_00000" / "provenance.json").read_text())
     assert provenance["flagged_copy"] is True
+
+
+def test_copy_check_of_a_one_modality_cohort_reads_that_modality_of_the_training_subjects(prepared_phantoms, tmp_path):
+    """A FLAIR-only generator's cases are checked against the FLAIR of its two-modality training subjects."""
+    import shutil
+
+    from medsynth.audit.memorization import copy_check_cohort
+    from medsynth.errors import DataError
+
+    training = Manifest.load(prepared_phantoms).cases(["train"])[0]
+    folder = tmp_path / "cases" / "synth_00000"
+    folder.mkdir(parents=True)
+    shutil.copy(training.images[1], folder / "synth_00000_flair.nii.gz")  # the manifest's second modality
+    shutil.copy(training.label, folder / "synth_00000_label_map.nii.gz")
+    result = copy_check_cohort(prepared_phantoms, [folder], ["flair"])
+    assert result["flagged"] == ["synth_00000"] and result["cases"][0]["nearest_training"] == training.case_id
+    with pytest.raises(DataError, match="has no t2"):
+        copy_check_cohort(prepared_phantoms, [folder], ["t2"])

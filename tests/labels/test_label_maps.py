@@ -59,6 +59,27 @@ def test_remove_tumor_fills_with_tissue():
     assert filled[2, 2, 2] == 3 and filled[0].max() == 0
 
 
+def test_remove_tumor_mirrors_the_other_hemisphere_along_the_affines_left_right_axis():
+    """The donor's tumor site gets the contralateral anatomy, not the nearest tissue (grey matter at the cortex)."""
+    label_map = np.full((4, 9, 4), 3, np.int16)  # white matter; left-right along the second voxel axis
+    label_map[:, 0] = 0
+    label_map[1:3, 3, 1:3] = 1  # a ventricle on one side (brain 1..8 along that axis: 3 mirrors 6)...
+    label_map[1:3, 6, 1:3] = ET  # ...the tumor at the mirrored place, rimmed by grey matter
+    label_map[0, 6] = label_map[3, 6] = 2
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])[[1, 0, 2, 3]]  # voxel axis 1 -> world x (R)
+    filled = remove_tumor(label_map, affine)
+    assert (filled[1:3, 6, 1:3] == 1).all()
+    assert not (remove_tumor(label_map)[1:3, 6, 1:3] == 1).any()  # axis 0 assumed: the ventricle is not found
+
+
+def test_remove_tumor_falls_back_to_the_nearest_tissue_where_the_mirror_is_tumor():
+    label_map = np.full((7, 5, 5), 3, np.int16)
+    label_map[3] = ET  # a tumor across the midline mirrors onto itself
+    label_map[2] = 2
+    filled = remove_tumor(label_map)
+    assert not np.isin(filled, TUMOR_CLASSES).any() and set(np.unique(filled[3])) <= {2, 3}
+
+
 def test_identity_transform_keeps_tumor():
     crop = np.zeros((7, 7, 7), np.int16)
     crop[1:6, 1:6, 1:6] = SNFH

@@ -22,7 +22,15 @@ from medsynth.models.config import ModelConfig, TrainConfig
 from medsynth.models.networks import MultiScaleDiscriminator, build_generator
 from medsynth.models.train import run_train
 
-TINY_NET = {"channels": [4, 4, 8], "z_dim": 4, "spade_channels": 4, "d_channels": 4, "d_layers": 2, "d_scales": 2}
+TINY_NET = {
+    "channels": [4, 4, 8],
+    "z_dim": 4,
+    "spade_channels": 4,
+    "refine_channels": 4,
+    "d_channels": 4,
+    "d_layers": 2,
+    "d_scales": 2,
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -267,3 +275,50 @@ def test_torchrun_two_cpu_processes(prepared_phantoms, tmp_path, model, override
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "generator.pt").exists()
     assert len(_rows(tmp_path / "ddp" / "log.csv")) == 2
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_refined_decoder_reads_the_label_map_at_full_resolution(kind):
+    """MONAI's decoder sees the label map at half resolution at most; the refined one at every voxel.
+
+    A label changed at an odd voxel vanishes in MONAI's nearest 2x downsampling of the map, so
+    its output does not move at all; the refined decoder's output moves at that voxel.
+    """
+    torch.manual_seed(0)
+    seg = torch.zeros(1, MODEL_CLASSES, 16, 16, 16)
+    seg[:, 3] = 1
+    changed = seg.clone()
+    changed[0, :, 5, 5, 5] = 0
+    changed[0, 6, 5, 5, 5] = 1
+    moved = {}
+    for decoder in ("monai", "refined"):
+        net = build_generator(
+            kind, from_dict(ModelConfig, {**TINY_NET, "decoder": decoder}), 2, MODEL_CLASSES, seg.shape[2:]
+        )
+        decode = net if kind == "gan" else net.decode
+        with torch.no_grad():
+            z = torch.randn(1, 4)
+            moved[decoder] = (decode(changed, z) - decode(seg, z)).abs()[0, :, 5, 5, 5].max().item()
+    assert moved["monai"] == 0.0
+    assert moved["refined"] > 1e-4
+
+
+def test_generators_saved_before_the_refined_decoder_still_load(tmp_path):
+    """A generator saved before ``network.decoder`` existed is rebuilt with MONAI's decoder (as shipped in 0.1)."""
+    from medsynth.models.config import LEGACY_NETWORK
+    from medsynth.models.generator import Generator
+
+    legacy = {key: value for key, value in TINY_NET.items() if key != "refine_channels"}
+    net = build_generator("gan", from_dict(ModelConfig, {**legacy, **LEGACY_NETWORK}), 2, MODEL_CLASSES, (16, 16, 16))
+    state = {
+        "kind": "gan",
+        "modalities": ["t1c", "flair"],
+        "grid": [16, 16, 16],
+        "spacing_mm": [4.0, 4.0, 4.0],
+        "network": legacy,
+        "state_dict": net.state_dict(),
+    }
+    generator = Generator(state, device="cpu", precision="fp32")
+    assert generator.network.decoder == "monai"
+    with pytest.raises(MedsynthError, match="do not fit"):
+        Generator({**state, "network": {**legacy, "decoder": "refined"}}, device="cpu", precision="fp32")
