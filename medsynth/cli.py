@@ -19,6 +19,7 @@ from medsynth.errors import ConfigError, MedsynthError
 
 if TYPE_CHECKING:
     from medsynth.labels import LabelConfig
+    from medsynth.models.config import TrainConfig
 
 
 def _declared_layout(args: argparse.Namespace) -> str | Path | dict | None:
@@ -157,6 +158,10 @@ def _train(args: argparse.Namespace) -> int:
     from medsynth.models.train import run_train
 
     config = load_config(TrainConfig, args.config, args.overrides)
+    if args.dry_run:
+        return _train_dry_run(args, config)
+    if args.output is None:
+        raise ConfigError("train: -o/--output is required (only --dry-run runs without one)")
     path = run_train(config, args.output, resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"wrote {path}")
@@ -166,6 +171,18 @@ def _train(args: argparse.Namespace) -> int:
 
             print(f"privacy: {describe(load(path)['training']['privacy'])}")
             print(f"share {path.name} only: {args.output / 'checkpoint.pt'} holds the secret noise seed")
+    return 0
+
+
+def _train_dry_run(args: argparse.Namespace, config: TrainConfig) -> int:
+    import json
+
+    from medsynth.models.dryrun import dry_run
+
+    if args.resume:
+        raise ConfigError("train: --dry-run and --resume exclude each other")
+    result = dry_run(config, prepare_config=args.prepare_config, grid=tuple(args.grid) if args.grid else None)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     return 0
 
 
@@ -269,13 +286,40 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
+    # `evaluate RUN` and `report RUN` arrive as the first positional words: argparse sub-commands would
+    # swallow KEY=VALUE overrides of the plain `benchmark --config ...` form as unknown command names
+    words = list(args.overrides)
+    if words and words[0] in ("evaluate", "report"):
+        return _benchmark_tool(args, words[0], words[1:])
     from medsynth.benchmark import BenchmarkConfig, run_benchmark
+    from medsynth.benchmark.run import parse_shard
     from medsynth.config import load_config
 
+    if args.output is None:
+        raise ConfigError("benchmark: -o/--output is required")
     config = load_config(BenchmarkConfig, args.config, args.overrides)
     arms = [a for a in args.arms.split(",") if a] if args.arms else None
-    report = run_benchmark(config, args.output, arms=arms)
+    report = run_benchmark(config, args.output, arms=arms, shard=parse_shard(args.shard))
     print(f"report: {report} (table), {report.parent / 'benchmark.png'} (plot), {report.parent / 'results.json'}")
+    return 0
+
+
+def _benchmark_tool(args: argparse.Namespace, action: str, words: list[str]) -> int:
+    if len(words) != 1 or "=" in words[0]:
+        raise ConfigError(f"benchmark {action}: expected one run folder, got {words or 'none'}")
+    run = Path(words[0])
+    if action == "report":
+        from medsynth.benchmark.run import report_run
+
+        report = report_run(run)
+    else:
+        from medsynth.benchmark.evaluate import run_evaluate
+
+        if args.test is None or args.output is None:
+            raise ConfigError("benchmark evaluate: --test MANIFEST and -o OUTPUT are required")
+        splits = [s for s in args.splits.split(",") if s] if args.splits else None
+        report = run_evaluate(run, args.test, args.output, splits=splits)
+    print(f"report: {report} (table), {report.parent / 'results.json'}")
     return 0
 
 
@@ -411,13 +455,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the conditional GAN or VAE on a prepared manifest (resumable, torchrun-ready)",
         description="Example: medsynth train --config configs/gan_cpu.yaml -o runs/gan "
         "manifest=runs/demo/prepared/brats2013/manifest.json steps=2000. Multi-process: "
-        "torchrun --nproc_per_node 2 -m medsynth.cli train --config ... -o ...",
+        "torchrun --nproc_per_node 2 -m medsynth.cli train --config ... -o .... Will it fit: "
+        "medsynth train --config configs/gan_gpu.yaml --dry-run --prepare-config configs/prepare_gpu.yaml",
     )
     train.add_argument(
         "--config", type=Path, required=True, help="YAML training config (configs/gan_*.yaml, vae_*.yaml)"
     )
-    train.add_argument("-o", "--output", type=Path, required=True, help="run folder (checkpoints, logs, previews)")
+    train.add_argument("-o", "--output", type=Path, help="run folder (checkpoints, logs, previews)")
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt exactly")
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the networks, run one training step on random data, print parameters, step time and peak "
+        "memory on this device; writes nothing and reads no images (grid: --prepare-config, else the manifest's, "
+        "else 2 mm 80x96x80)",
+    )
+    train.add_argument(
+        "--prepare-config", type=Path, help="with --dry-run: take grid and spacing from this `medsynth prepare` config"
+    )
+    train.add_argument(
+        "--grid", type=int, nargs=3, metavar=("X", "Y", "Z"), help="with --dry-run: build for this grid (voxels)"
+    )
+    train.add_argument("--json", action="store_true", help="with --dry-run: print the result as JSON")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys nest)")
     train.set_defaults(func=_train)
 
@@ -535,12 +594,20 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark",
         help="train one segmenter on real, synthetic and mixed data; test on held-out real subjects",
         description="Example: medsynth benchmark --config configs/benchmark_cpu.yaml -o runs/benchmark "
-        "[--arms real,mixed_gan_50] [segmenter.steps=100]. Finished (arm, seed) runs are skipped on a re-run.",
+        "[--arms real,mixed_gan_50] [--shard 0/2] [segmenter.steps=100]. Finished (fold, arm, seed) units are "
+        "skipped on a re-run. Then: `medsynth benchmark report RUN` merges the finished units of all shards; "
+        "`medsynth benchmark evaluate RUN --test MANIFEST -o OUT [--splits test]` scores the run's saved "
+        "segmenters on another prepared test set.",
     )
     bench.add_argument("--config", type=Path, help="YAML benchmark config (configs/benchmark_*.yaml)")
-    bench.add_argument("-o", "--output", type=Path, required=True, help="results folder (resumable)")
+    bench.add_argument("-o", "--output", type=Path, help="results folder (resumable); required but for `report`")
     bench.add_argument("--arms", help="comma-separated arm names to run (default: all in the config)")
-    bench.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    bench.add_argument("--shard", metavar="i/n", help="run every n-th (fold, arm, seed) unit from the i-th (0-based)")
+    bench.add_argument("--test", type=Path, help="evaluate: the prepared manifest of the other test set")
+    bench.add_argument("--splits", help="evaluate: comma-separated splits of --test to score (default: all)")
+    bench.add_argument(
+        "overrides", nargs="*", metavar="[evaluate RUN | report RUN | KEY=VALUE ...]", help="config overrides"
+    )
     bench.set_defaults(func=_benchmark)
 
     demo = commands.add_parser(

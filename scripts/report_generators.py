@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 import medsynth
+from medsynth.audit.realism import CaseArrays, c2st_with_baselines, texture_report
 from medsynth.io import load_nifti
+from medsynth.labels.sources import remove_tumor
 from medsynth.manifest import Manifest
 from medsynth.models.evaluate import class_intensities, latent_usage, pairwise_ms_ssim, ssim_psnr
 from medsynth.viz import case_tiles, save_grid, tumor_center
@@ -78,6 +81,144 @@ def save_previews(
         )
 
 
+def _cases(manifest: Manifest, splits: list[str]) -> list[CaseArrays]:
+    return [
+        CaseArrays(
+            case.case_id,
+            np.stack([load_nifti(p)[0] for p in case.images]),
+            load_nifti(case.label, dtype=np.int64)[0],
+            None if case.mask is None else load_nifti(case.mask)[0] > 0,
+        )
+        for case in manifest.cases(splits)
+    ]
+
+
+def _auc(run: dict | None, kind: str) -> str:
+    if not run or run.get(kind, {}).get("auc") is None:
+        return "n/a"
+    low, high = run[kind]["ci95"]
+    return f"{run[kind]['auc']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def realism_section(generators: dict, manifest: Manifest, args: argparse.Namespace) -> list[str]:
+    """C2ST (patch classifier) and texture of every generator on the label maps of all real subjects."""
+    training, held_out = _cases(manifest, [args.train_split]), _cases(manifest, [args.split])
+    spacing = tuple(manifest.meta["preprocess"]["spacing_mm"])
+    modalities = next(iter(generators.values())).modalities
+    results, textures = {}, {}
+    for index, (name, gen) in enumerate(generators.items()):
+        synthetic = []
+        for real in (*training, *held_out):
+            for sample in range(args.c2st_samples):
+                images = gen.synthesize(real.label_map, seed=100 + sample).images
+                synthetic.append(CaseArrays(f"{real.case_id}_s{sample}", images, real.label_map, real.brain_mask))
+        started = time.perf_counter()
+        results[name] = c2st_with_baselines(
+            training,
+            held_out,
+            synthetic,
+            control_folds=args.control_folds if index == 0 else 0,  # the control and the floor do not depend on G
+            seed=0,
+            steps=args.c2st_steps,
+        )
+        print(f"[report] {name}: C2ST in {time.perf_counter() - started:.0f} s", flush=True)
+        textures[name] = texture_report(training, held_out, synthetic, spacing, modalities)
+    first = results[next(iter(generators))]
+    lines = [
+        "",
+        "## Realism: can a classifier tell synthetic from real? (C2ST)",
+        "",
+        f"A small 3D CNN (`medsynth.audit.realism.PatchClassifier`, {args.c2st_steps} steps) learns to tell 32^3 "
+        f"patches of the {len(training)} training subjects from patches of half of the synthetic cases "
+        f"({args.c2st_samples} samples of each real subject's label map, a seeded half), and is scored on the "
+        f"{len(held_out)} held-out subjects vs the other half: ROC AUC with a case-level bootstrap 95% interval "
+        "(0.5: indistinguishable). Tumor patches are centred on tumor voxels, healthy ones away from it. "
+        "**Control**: the same test with real subjects on both sides (one subject per group, "
+        f"{args.control_folds} random assignments): what patient differences alone give; with this few "
+        "subjects it is not 0.5. **Floor**: every voxel drawn from its class's Gaussian (training statistics): "
+        "what an obviously fake renderer gives.",
+        "",
+        "| | all patches | tumor patches | healthy patches |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, result in results.items():
+        lines.append(f"| {name} | " + " | ".join(_auc(result["test"], k) for k in ("all", "tumor", "healthy")) + " |")
+    lines.append(
+        "| floor (Gaussian per class) | "
+        + " | ".join(_auc(first["floor"], k) for k in ("all", "tumor", "healthy"))
+        + " |"
+    )
+    if first["control"]:
+        folds = first["control"]["folds"]
+        cells = []
+        for kind in ("all", "tumor", "healthy"):
+            aucs = [f[kind]["auc"] for f in folds if f[kind]["auc"] is not None]
+            cells.append(f"{min(aucs):.2f}-{max(aucs):.2f}" if aucs else "n/a")
+        lines.append("| control (real vs real), range over folds | " + " | ".join(cells) + " |")
+    notes = dict.fromkeys(n for r in results.values() for n in r["notes"] if not n.startswith("control not run"))
+    lines += ["", *[f"- {note}" for note in notes]]
+    lines += [
+        "",
+        "## Texture and the voxel grid",
+        "",
+        "Ratio synthetic / training subjects of the mean gradient magnitude and local SD (3x3x3) per class, and "
+        "of the radially averaged power spectrum per wavelength band inside the brain; *held out* is the same "
+        "ratio for the held-out subjects and *real spread* the range of one real subject against the other "
+        "training subjects (a ratio inside it is as close as another patient). Grid index: mean over axes of "
+        "the ratio of alternate voxel-to-voxel steps within a class (real scans ~1.0; a 2-voxel grid > 1.05).",
+        "",
+        "| measure | held out | real spread | " + " | ".join(generators) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in generators) + " |",
+    ]
+    measures = textures[next(iter(generators))]["measures"]
+    for key in measures:
+        spread = measures[key]["real_spread"]
+        cells = [
+            "n/a" if measures[key]["held_out_ratio"] is None else f"{measures[key]['held_out_ratio']:.2f}",
+            "n/a" if spread is None else f"{spread[0]:.2f}-{spread[1]:.2f}",
+        ]
+        for name in generators:
+            ratio = textures[name]["measures"].get(key, {}).get("ratio")
+            inside = spread is not None and ratio is not None and spread[0] <= ratio <= spread[1]
+            cells.append("n/a" if ratio is None else f"{ratio:.2f}" + (" ✓" if inside else ""))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    real_grid = textures[next(iter(generators))]["grid_index"]
+    lines.append(
+        f"| grid index (real {real_grid['real_range'][0]:.2f}-{real_grid['real_range'][1]:.2f}) | | | "
+        + " | ".join(f"{textures[n]['grid_index']['synthetic_mean']:.2f}" for n in generators)
+        + " |"
+    )
+    lines += ["", "✓: inside the real-vs-real spread."]
+    return lines
+
+
+def donor_fill_section(manifest: Manifest, split: str) -> list[str]:
+    """What a donor anatomy's tumor site becomes (``remove_tumor``) vs the nearest-tissue fill used before."""
+    lines = [
+        "",
+        "## A donor anatomy's tumor site, filled",
+        "",
+        "Share of CSF / GM / WM put in the tumor site of each training subject when its anatomy is used for new "
+        "label maps (`--from`, `label_config.anatomies=real`): nearest non-tumor tissue (before) vs the mirrored "
+        "place in the other hemisphere (`medsynth.labels.sources.remove_tumor`), beside the brain's composition.",
+        "",
+        "| subject | nearest tissue (before) | mirrored (now) | whole brain |",
+        "| --- | --- | --- | --- |",
+    ]
+    for case in manifest.cases([split]):
+        label_map, affine, _ = load_nifti(case.label, dtype=np.int16)
+        tumor, brain = label_map >= 4, (label_map > 0) & (label_map < 4)
+        _, nearest = ndimage.distance_transform_edt(tumor | (label_map == 0), return_indices=True)
+        before = label_map[tuple(nearest)]
+        now = remove_tumor(label_map, affine)
+        cells = [
+            " / ".join(f"{(values == k).mean():.2f}" for k in (1, 2, 3))
+            for values in (before[tumor], now[tumor], label_map[brain])
+        ]
+        lines.append(f"| {case.case_id} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=Path("runs/demo/prepared/brats2013/manifest.json"))
@@ -93,6 +234,9 @@ def main() -> None:
         help="another generator for the same tables (an experiment beside the shipped ones); repeatable",
     )
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--c2st-samples", type=int, default=2, help="synthetic cases per real label map in the C2ST")
+    parser.add_argument("--c2st-steps", type=int, default=300, help="patch classifier training steps")
+    parser.add_argument("--control-folds", type=int, default=3, help="real-vs-real control repeats of the C2ST")
     parser.add_argument("-o", "--output", type=Path, default=Path("reports/generators.md"))
     args = parser.parse_args()
     generators = {
@@ -231,6 +375,8 @@ def main() -> None:
         "| --- | --- |",
     ]
     lines += [f"| {n} | {np.mean(v):.3f} |" for n, v in timing.items()]
+    lines += realism_section(generators, manifest, args)
+    lines += donor_fill_section(manifest, args.train_split)
     lines += ["", "## Previews", ""]
     lines += [
         "Rows: real, then each generator, on the held-out subject's own label map, in the real scan's gray window; "

@@ -11,7 +11,8 @@
 Modules, one concern each: ``config`` (AuditConfig), ``loading`` (checked case loading),
 ``memorization`` (copy check, membership inference), ``membership`` (its split control,
 distance to closest record), ``fidelity`` (intensities, tumors, learned features, diversity),
-``anonymity`` (k-anonymity), ``verdicts`` (the rules), ``report`` (markdown and plot), ``run`` (orchestration).
+``anonymity`` (k-anonymity), ``realism`` (classifier two-sample test, texture ratios), ``verdicts`` (the rules),
+``report`` (markdown and plot), ``run`` (orchestration).
 """
 
 from typing import Any

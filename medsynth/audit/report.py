@@ -13,9 +13,11 @@ import numpy as np
 
 from medsynth.audit.fidelity import GROUPS
 from medsynth.audit.verdicts import (
+    C2ST_FLOOR_WEAK,
     DCR_ALPHA,
     FRACTION_FLOOR,
     FRECHET_RATIO_LIMIT,
+    GRID_INDEX_MARGIN,
     INTENSITY_FLOOR,
     MEMBERSHIP_AUC_WARN,
     MEMBERSHIP_MIN_SUBJECTS,
@@ -126,6 +128,7 @@ def write_markdown(path: Path, s: dict[str, Any]) -> None:
         "generator varies for one label map (its latent) is measured by scripts/report_generators.py.",
         "",
         *_k_anonymity_lines(s["k_anonymity"]),
+        *_realism_lines(s.get("realism", False)),
         "![Left: copy similarity to the nearest training scan. Right: whole-tumor volume per case](report.png)",
         "",
     ]
@@ -143,6 +146,7 @@ def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
         "tumor_fidelity": "Fidelity: tumor volume and sub-regions",
         "diversity": "Diversity",
         "k_anonymity": "k-anonymity",
+        "realism": "Realism (classifier test, texture)",
     }
     return [
         "## Summary",
@@ -172,7 +176,10 @@ def _summary_lines(v: dict[str, dict[str, str]]) -> list[str]:
         f"{VOLUME_FLOOR_SHARE:.0%} of the mean training volume and {FRACTION_FLOOR}; location is listed, not judged;",
         f"- diversity: PASS when the synthetic mean pairwise SSIM is <= the real one + {SSIM_MARGIN}, else WARN "
         "(less diverse than real patients);",
-        "- k-anonymity: INFO, the value of k.",
+        "- k-anonymity: INFO, the value of k;",
+        "- realism: INFO, the classifier two-sample AUC beside its real-vs-real control and Gaussian floor (with "
+        "a few subjects a measurement to read, not a test); WARN only when the synthetic grid-artefact index "
+        f"exceeds max(every real subject's, 1) + {GRID_INDEX_MARGIN} (a 2-voxel grid); NOT RUN when switched off.",
         "",
     ]
 
@@ -367,3 +374,102 @@ def write_plot(path: Path, s: dict[str, Any]) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
+
+
+def _auc_cell(run: dict[str, Any] | None, kind: str) -> str:
+    if not run or run[kind]["auc"] is None:
+        return "-"
+    low, high = run[kind]["ci95"]
+    return f"{run[kind]['auc']:.2f} ({low:.2f}-{high:.2f})"
+
+
+def _realism_lines(r: dict[str, Any] | bool | None) -> list[str]:
+    if r is False:  # a summary from before the realism section
+        return []
+    lines = ["## Realism: can a classifier tell synthetic patches from real ones?", ""]
+    if r is None:
+        return [*lines, "Not run (realism.enabled is false).", ""]
+    c2st, texture = r["c2st"], r["texture"]
+    test, control, floor = c2st["test"], c2st["control"], c2st["floor"]
+    if test is None:
+        lines += [f"Classifier two-sample test {c2st['notes'][-1]}.", ""]
+    else:
+        control_cells = [
+            "-"
+            if not control or not control[kind]
+            else f"{control[kind]['auc_range'][0]:.2f}-{control[kind]['auc_range'][1]:.2f}"
+            for kind in ("all", "tumor", "healthy")
+        ]
+        lines += [
+            f"A small 3D CNN learned real (training subjects) vs synthetic {test['patch']}^3-voxel patches "
+            f"({test['train_cases'][0]} real vs {test['train_cases'][1]} synthetic cases, {test['steps']} steps) and "
+            f"scored patches of other cases ({test['eval_cases'][0]} held-out subject(s) vs {test['eval_cases'][1]} "
+            "other synthetic cases): ROC AUC 0.5 = indistinguishable, 1.0 = always told apart. Tumor patches are "
+            "centred on netc/snfh/et voxels, healthy ones away from the tumor. Intervals: 95% bootstrap over cases "
+            "(not patches) on each side.",
+            "",
+            "| patches | C2ST AUC (95% CI) | real-vs-real control (range over folds) | Gaussian floor (95% CI) |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {kind} | {_auc_cell(test, kind)} | {cell} | {_auc_cell(floor, kind)} |"
+                for kind, cell in zip(("all", "tumor", "healthy"), control_cells, strict=True)
+            ),
+            "",
+            "Control: the same test with real subjects on both sides (four disjoint groups of "
+            + (f"{control['subjects_per_group']} subject(s), {len(control['folds'])} fold(s)" if control else "-")
+            + "): what patient differences alone give. Floor: every synthetic case replaced by its label map "
+            "rendered voxel by voxel from N(mean, sd) of each class in the training subjects, an obviously "
+            f"unrealistic generator; a floor below {C2ST_FLOOR_WEAK} means the classifier is too weak to judge "
+            "(raise realism.steps). Read the test between them: near the control, the cohort's patches pass for "
+            "another patient's; near the floor, they are as easy to spot as noise.",
+            "",
+        ]
+    lines += [f"Note: {note}." for note in c2st["notes"][:1]] + [""]
+    grid = texture["grid_index"]
+    measures = texture["measures"]
+    lines += [
+        "### Texture: synthetic / real ratios, beside the real-vs-real spread",
+        "",
+        f"Per case, then averaged per group; ratio = synthetic / training subjects (1 = alike). Real spread: each "
+        "real subject's value / the mean of the other training subjects, min-max: a ratio inside it is as close "
+        f"as another patient. Voxel size {'x'.join(f'{v:g}' for v in texture['spacing_mm'])} mm.",
+        "",
+        "| modality/class | gradient magnitude ratio | real spread | local SD (3x3x3) ratio | real spread |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key in (k.split("/", 1)[1] for k in measures if k.startswith("gradient/")):
+        gradient, spread = measures[f"gradient/{key}"], measures.get(f"local_sd/{key}", {})
+        lines.append(
+            f"| {key} | {_number(gradient['ratio'], 2)} | {_spread(gradient)} | {_number(spread.get('ratio'), 2)} | "
+            f"{_spread(spread)} |"
+        )
+    lines += [
+        "",
+        "| modality/wavelength band | power spectrum ratio | real spread |",
+        "| --- | --- | --- |",
+        *(
+            f"| {key.split('/', 1)[1]} | {_number(m['ratio'], 2)} | {_spread(m)} |"
+            for key, m in measures.items()
+            if key.startswith("power/")
+        ),
+        "",
+        "Radially averaged power spectrum of the brain (intensity minus its brain mean, zero outside) per "
+        "wavelength band; below the real spread in the finest band: too blurry, above: too noisy. "
+        f"Grid-artefact index (mean |step| at even over odd positions along each axis within one class, as "
+        f"max(r, 1/r)): synthetic "
+        f"{_number(grid['synthetic_mean'])} (max {_number(grid['synthetic_max'])}), real "
+        + ("-" if grid["real_range"] is None else f"{grid['real_range'][0]:.3f}-{grid['real_range'][1]:.3f}")
+        + " (~1.01 in scans; a 2-voxel grid from nearest-neighbour upsampling or transposed convolutions is clearly "
+        "above).",
+        "",
+        "What it shows: whether patches and textures of the cohort can be told from a patient's, measured against "
+        "what patients differ by. What it does not: whole-volume anatomy (a plausible patch can sit in an "
+        "implausible brain) or clinical usefulness; with few real subjects every figure moves with one subject.",
+        "",
+    ]
+    return lines
+
+
+def _spread(m: dict[str, Any]) -> str:
+    spread = m.get("real_spread")
+    return "-" if not spread else f"{spread[0]:.2f}-{spread[1]:.2f}"

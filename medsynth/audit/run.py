@@ -11,8 +11,8 @@ held-out subjects and give every figure its real-vs-real baseline. Writes ``repo
 
 This module only orchestrates: loading (:mod:`~medsynth.audit.loading`), the checks
 (:mod:`~medsynth.audit.memorization`, :mod:`~medsynth.audit.membership`, :mod:`~medsynth.audit.fidelity`,
-:mod:`~medsynth.audit.anonymity`), the verdicts (:mod:`~medsynth.audit.verdicts`) and the
-report (:mod:`~medsynth.audit.report`).
+:mod:`~medsynth.audit.anonymity`, :mod:`~medsynth.audit.realism`), the verdicts (:mod:`~medsynth.audit.verdicts`)
+and the report (:mod:`~medsynth.audit.report`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from medsynth.audit.fidelity import (
 from medsynth.audit.loading import load_audit_manifest, load_cases
 from medsynth.audit.membership import dcr_test, split_control
 from medsynth.audit.memorization import copy_check, feature_neighbours, membership
+from medsynth.audit.realism import CaseArrays, realism_report
 from medsynth.audit.report import write_markdown, write_plot
 from medsynth.audit.verdicts import verdicts
 from medsynth.config import save_config
@@ -103,6 +104,7 @@ def run_audit(config: AuditConfig, output: str | Path) -> Path:
             (training, held_out, synthetic_pairs),
             (training_tumors, held_out_tumors, synthetic_tumors),
             network,
+            tuple(float(s) for s in grid["spacing"]),
         )
         features = config.features
         if features is not None and not str(features).startswith("torchvision:"):
@@ -123,6 +125,7 @@ def _checks(
     volumes: tuple[list[tuple[Any, Any]], ...],
     tumors: tuple[list[dict[str, Any]], ...],
     network: FeatureNetwork,
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
 ) -> dict[str, Any]:
     """Every check of the audit on loaded, validated cases: the summary written as report.json."""
     training_ids, held_out_ids = real_ids
@@ -181,6 +184,38 @@ def _checks(
         "membership_inference": membership_result,
         "distance_to_closest_record": closest_record,
         "k_anonymity": k_anonymity_report(config.cohort, listed=config.k_anonymity_listed),
+        "realism": _realism(config, modalities, (training_ids, held_out_ids, synthetic_ids), volumes, spacing),
     }
     summary["verdicts"] = verdicts(summary)
     return summary
+
+
+def _realism(
+    config: AuditConfig,
+    modalities: list[str],
+    ids: tuple[list[str], ...],
+    volumes: tuple[list[tuple[Any, Any]], ...],
+    spacing: tuple[float, ...],
+) -> dict[str, Any] | None:
+    """The realism section (:mod:`~medsynth.audit.realism`); None when ``config.realism.enabled`` is false."""
+    settings = config.realism
+    if not settings.enabled:
+        return None
+    training, held_out, synthetic = (
+        [CaseArrays(case_id, images, label) for case_id, (images, label) in zip(group_ids, group, strict=True)]
+        for group_ids, group in zip(ids, volumes, strict=True)
+    )
+    return realism_report(
+        training,
+        held_out,
+        synthetic,
+        spacing,
+        modalities,
+        c2st_run=settings.c2st,
+        control_folds=settings.control_folds,
+        seed=config.seed,
+        patch=settings.patch,
+        patches_per_case=settings.patches_per_case,
+        steps=settings.steps,
+        bootstrap_samples=settings.bootstrap_samples,
+    )

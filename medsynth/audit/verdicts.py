@@ -18,6 +18,8 @@ SSIM_MARGIN = 0.05  # synthetic mean pairwise SSIM may exceed the real one by th
 MEMBERSHIP_AUC_WARN = 0.8  # with fewer than MEMBERSHIP_MIN_SUBJECTS per group, an AUC this high is a warning sign
 MEMBERSHIP_MIN_SUBJECTS = 10
 DCR_ALPHA = 0.05  # distance to closest record: p-value below which synthetic cases sit closer than held-out subjects
+GRID_INDEX_MARGIN = 0.05  # realism: a synthetic grid index this far above every real subject's is a 2-voxel grid
+C2ST_FLOOR_WEAK = 0.9  # realism: a Gaussian floor below this AUC means the classifier is too weak to judge
 
 
 def _within(distance: float | None, baseline: float | None, floor: float) -> bool | None:
@@ -60,6 +62,47 @@ def _closest_record(d: dict[str, Any]) -> dict[str, str]:
             "basis": f"{basis}: too few cases to test (smallest possible p {d['smallest_p']:.3f})",
         }
     return {"verdict": "PASS", "basis": f"{basis}: not closer than held-out subjects"}
+
+
+def _realism(r: dict[str, Any] | None) -> dict[str, str]:
+    """INFO with the numbers to read (a C2ST AUC with a few subjects is a measurement, not a test); WARN only
+    for a grid artefact, a concrete defect that real scans do not show."""
+    if r is None:
+        return {"verdict": "NOT RUN", "basis": "realism.enabled is false"}
+    parts, verdict = [], "INFO"
+    c2st, grid = r["c2st"], r["texture"]["grid_index"]
+    test = c2st["test"]
+    if test is None or test["all"]["auc"] is None:
+        parts.append("C2ST " + c2st["notes"][-1])
+    else:
+        auc, (low, high) = test["all"]["auc"], test["all"]["ci95"]
+        text = f"C2ST AUC {auc:.2f} (95% CI {low:.2f}-{high:.2f})"
+        control = (c2st["control"] or {}).get("all")
+        if control:
+            c_low, c_high = control["auc_range"]
+            text += f", real-vs-real control {c_low:.2f}-{c_high:.2f}"
+            if low > c_high:
+                text += " (told apart beyond patient differences)"
+            elif auc <= c_high:
+                text += " (within what patient differences give)"
+        floor = c2st["floor"]["all"]["auc"] if c2st["floor"] else None
+        if floor is not None:
+            text += f", Gaussian floor {floor:.2f}"
+            if floor < C2ST_FLOOR_WEAK:
+                text += " (classifier too weak to judge: raise realism.steps)"
+        parts.append(text)
+    if grid["synthetic_mean"] is not None:
+        real = grid["real_range"]
+        parts.append(
+            f"grid index {grid['synthetic_mean']:.3f} (max {grid['synthetic_max']:.3f}; real "
+            + ("-" if real is None else f"{real[0]:.3f}-{real[1]:.3f}")
+            + ")"
+        )
+        limit = max(real[1] if real else 1.0, 1.0) + GRID_INDEX_MARGIN
+        if grid["synthetic_mean"] > limit:
+            verdict = "WARN"
+            parts[-1] += f": a 2-voxel grid artefact (above {limit:.3f})"
+    return {"verdict": verdict, "basis": "; ".join(parts)}
 
 
 def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -173,4 +216,6 @@ def verdicts(s: dict[str, Any]) -> dict[str, dict[str, str]]:
         }
     else:
         result["k_anonymity"] = {"verdict": "NOT AVAILABLE", "basis": k["reason"]}
+    if "realism" in s:
+        result["realism"] = _realism(s["realism"])
     return result

@@ -16,6 +16,49 @@ class DataConfig:
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     test_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     healthy: list[str] = field(default_factory=list)  # prepared healthy anatomies for new label maps
+    # segmenter input channels by name; empty: every modality of the manifest. Set to what an external set
+    # has (e.g. [flair]) so its segmenters can be tested there; generators still synthesize all channels.
+    modalities: list[str] = field(default_factory=list)
+    external: str = ""  # prepared manifest of an external test set (every case, all splits); may be WT-only
+
+
+@dataclass
+class FoldsConfig:
+    """Cross-validation by subject over the subjects of ``data.train_splits`` + ``data.test_splits``.
+
+    Every subject is a test subject exactly once. ``k: 0`` keeps the single split (train on
+    ``data.train_splits``, test on ``data.test_splits``).
+    """
+
+    k: int = 0  # number of folds; 0: no cross-validation
+    seed: int = 0  # subjects are shuffled with this seed, then dealt into folds in turn
+    test: list[list[str]] = field(default_factory=list)  # explicit test subjects per fold (k and seed unused)
+
+    def __post_init__(self) -> None:
+        if self.k < 0 or self.k == 1:
+            raise ValueError(f"folds.k must be 0 (no cross-validation) or >= 2, got {self.k}")
+        flat = [s for fold in self.test for s in fold]
+        if len(set(flat)) != len(flat) or any(not fold for fold in self.test):
+            raise ValueError("folds.test: every fold needs test subjects, and no subject may be in two folds")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.k or self.test)
+
+
+@dataclass
+class PrimaryConfig:
+    """The pre-declared primary endpoint, printed at the top of the report before any number.
+
+    Among ``candidates`` (arms that differ only by their synthetic fraction), the one with the best
+    in-domain mean is chosen -- never on the external set -- and compared with ``baseline`` on ``test``.
+    """
+
+    candidates: list[str] = field(default_factory=list)  # empty: no primary endpoint declared
+    baseline: str = ""  # default: the config's baseline arm
+    region: Literal["WT", "TC", "ET"] = "WT"
+    metric: Literal["dice", "hd95_mm"] = "dice"
+    test: Literal["in_domain", "external"] = "external"
 
 
 @dataclass
@@ -26,6 +69,8 @@ class SyntheticConfig:
     package), or a cohort folder made by ``medsynth generate`` (used as it is).
     """
 
+    # with folds, ``{fold}`` in a path is the fold number (per-fold checkpoints); without it, one checkpoint
+    # serves every fold and must not have been trained on any fold's test subject
     generators: dict[str, str] = field(default_factory=lambda: {"gan": "pretrained:gan", "vae": "pretrained:vae"})
     n_cases: int = 16  # new label maps (tumors of the training subjects placed in training/healthy anatomies)
     seed: int = 0
@@ -102,6 +147,8 @@ class BenchmarkConfig:
         arms: the training-data recipes compared (real only, mixed, synthetic only, ...).
         seeds: one run of every arm per seed; distinct integers.
         baseline: the arm every other arm is compared with, pair by pair.
+        folds: cross-validation by subject (off by default: one train/test split).
+        primary: the pre-declared primary endpoint (none by default).
 
     >>> from medsynth.config import from_dict
     >>> config = from_dict(BenchmarkConfig, {"data": {"manifest": "prepared/manifest.json"}}, ["seeds=[0]"])
@@ -115,6 +162,8 @@ class BenchmarkConfig:
     arms: list[ArmConfig] = field(default_factory=default_arms)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     baseline: str = "real"  # the arm every other arm is compared with, pair by pair
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+    primary: PrimaryConfig = field(default_factory=PrimaryConfig)
 
     def __post_init__(self) -> None:
         if not self.data.manifest:
@@ -132,3 +181,11 @@ class BenchmarkConfig:
                 )
         if self.baseline not in names:
             raise ValueError(f"baseline arm {self.baseline!r} is not among the arms {names}")
+        primary = self.primary
+        if primary.candidates:
+            primary.baseline = primary.baseline or self.baseline
+            unknown = [a for a in [*primary.candidates, primary.baseline] if a not in names]
+            if unknown:
+                raise ValueError(f"primary: arm(s) {unknown} are not among the arms {names}")
+            if primary.test == "external" and not self.data.external:
+                raise ValueError("primary.test is external: set data.external (a prepared manifest)")

@@ -51,6 +51,7 @@ def test_report_has_a_verdict_per_check_tumor_fidelity_and_k_anonymity(phantom_a
         "tumor_fidelity",
         "diversity",
         "k_anonymity",
+        "realism",
     ]
     assert verdicts["memorization"]["verdict"] == "PASS"
     assert verdicts["membership_inference"]["verdict"] == "NOT RUN"  # no --generator
