@@ -17,6 +17,7 @@ and the report (:mod:`~medsynth.audit.report`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,20 @@ def run_audit(config: AuditConfig, output: str | Path) -> Path:
     real = load_audit_manifest(real_manifest, kind="prepared")
     cohort_manifest = cohort / "manifest.json"
     synthetic = load_audit_manifest(cohort_manifest, kind="cohort")
-    modalities = real.modalities
-    if synthetic.modalities != modalities:
+    modalities = synthetic.modalities
+    missing = [m for m in modalities if m not in real.modalities]
+    if missing:
         raise DataError(
-            f"{cohort_manifest}: modalities {synthetic.modalities} differ from {real_manifest}'s {modalities}"
+            f"{cohort_manifest}: modalities {modalities}, but {real_manifest} has no {', '.join(missing)} "
+            f"(its modalities: {real.modalities})"
         )
-    real_cases = [c for c in real.cases() if c.images]
+    # a cohort of a subset of the modalities (a FLAIR-only generator) is audited against those images
+    picked = [real.modalities.index(m) for m in modalities]
+    real_cases = [
+        replace(c, images=[c.images[i] for i in picked]) if len(c.images) == len(real.modalities) else c
+        for c in real.cases()
+        if c.images
+    ]
     training_cases = [c for c in real_cases if c.split == config.train_split]
     held_out_cases = [c for c in real_cases if c.split != config.train_split]
     synthetic_cases = synthetic.cases()

@@ -78,3 +78,16 @@ def test_flair_only_cohort_is_copy_checked_against_its_training_data(flair_gener
     status = generate_cohort(flair_generator, tmp_path / "cohort", n=2, seed=0, progress=False, precision="fp32")
     assert status.finalized
     assert read_json(tmp_path / "cohort" / "cohort.json")["copy_check"] == "training data found by content"
+
+
+def test_flair_only_cohort_is_audited_against_the_flair_of_a_two_modality_manifest(
+    flair_generator, prepared_phantoms, tmp_path
+):
+    from medsynth.audit.config import AuditConfig
+    from medsynth.audit.run import run_audit
+
+    config = GenerateConfig(checkpoint=str(flair_generator), n=2, precision="fp32", copy_check=False)
+    generate_cases(config, tmp_path / "cohort", progress=False)
+    audit = AuditConfig(real_manifest=str(prepared_phantoms), cohort=str(tmp_path / "cohort"), feature_steps=2)
+    report = read_json(run_audit(audit, tmp_path / "audit").parent / "report.json")
+    assert report["verdicts"]["intensity_fidelity"]["verdict"].endswith("/6")  # FLAIR x 6 classes, no T1c
