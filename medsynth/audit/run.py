@@ -73,14 +73,14 @@ def run_audit(config: AuditConfig, output: str | Path) -> Path:
     cohort_manifest = cohort / "manifest.json"
     synthetic = load_audit_manifest(cohort_manifest, kind="cohort")
     modalities = synthetic.modalities
-    missing = [m for m in modalities if m not in real.modalities]
-    if missing:
+    # a cohort of a subset of the modalities (a FLAIR-only generator) is audited against those images; the
+    # subset keeps the real manifest's order, so a manifest that relabels channels is still refused
+    picked = [real.modalities.index(m) for m in modalities if m in real.modalities]
+    if len(picked) != len(modalities) or picked != sorted(picked):
         raise DataError(
-            f"{cohort_manifest}: modalities {modalities}, but {real_manifest} has no {', '.join(missing)} "
-            f"(its modalities: {real.modalities})"
+            f"{cohort_manifest}: modalities {modalities} differ from {real_manifest}'s {real.modalities} "
+            "(a cohort may hold a subset of them, in the same order)"
         )
-    # a cohort of a subset of the modalities (a FLAIR-only generator) is audited against those images
-    picked = [real.modalities.index(m) for m in modalities]
     real_cases = [
         replace(c, images=[c.images[i] for i in picked]) if len(c.images) == len(real.modalities) else c
         for c in real.cases()

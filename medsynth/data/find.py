@@ -3,7 +3,7 @@
 >>> import medsynth, pathlib
 >>> found = find_cases(pathlib.Path(medsynth.__file__).parent / "sample_data" / "brats2013_2mm")
 >>> found.layout.name, found.modalities, [c.split for c in found.cases]
-('brats2013', ['t1c', 'flair'], ['validation', 'validation', 'train', 'train'])
+('brats2013', ['t1c', 'flair'], ['train', 'train', 'validation', 'validation', 'train', 'train'])
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def build_manifest(
     >>> sample = pathlib.Path(medsynth.__file__).parent / "sample_data" / "brats2013_2mm"
     >>> manifest = build_manifest(sample, pathlib.Path(tempfile.mkdtemp()) / "manifest.json")
     >>> manifest["medsynth"]["layout"], manifest["medsynth"]["modalities"], len(manifest["training"])
-    ('brats2013', ['t1c', 'flair'], 2)
+    ('brats2013', ['t1c', 'flair'], 4)
     """
     data_dir = Path(data_dir).resolve()
     output = Path(output).resolve()

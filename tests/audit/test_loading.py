@@ -73,6 +73,9 @@ def test_a_cohort_of_other_modalities_is_refused(copies, tmp_path, refused, audi
     (cohort / "manifest.json").write_text(json.dumps(manifest))
     err = refused(audit_args(real, cohort, tmp_path / "audit"))
     assert f"{cohort / 'manifest.json'}: modalities ['flair', 't1c'] differ from {real}'s ['t1c', 'flair']" in err
+    manifest["medsynth"]["modalities"] = ["t2"]
+    (cohort / "manifest.json").write_text(json.dumps(manifest))
+    assert "modalities ['t2'] differ from" in refused(audit_args(real, cohort, tmp_path / "audit"))
     assert not (tmp_path / "audit").exists()
 
 

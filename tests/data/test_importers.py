@@ -85,7 +85,7 @@ def test_nnunet_sample_builds_checks_and_prepares(sample_nnunet, tmp_path):
     assert meta["layout"] == "nnunet"
     assert meta["modalities"] == ["t1c", "flair"]
     assert meta["label_scheme"] == GLIOMA_SCHEME
-    assert len(manifest["training"]) + len(manifest["validation"]) == 4 and not manifest.get("test")
+    assert len(manifest["training"]) + len(manifest["validation"]) == 6 and not manifest.get("test")  # the sample
     assert meta["split_source"].startswith("seeded")
     first = manifest["training"][0]
     assert [Path(p).name for p in first["image"]] == [
@@ -117,7 +117,7 @@ def test_nnunet_images_ts_are_the_test_split(tmp_path):
     (root / "labelsTs" / sorted((root / "labelsTs").iterdir())[0].name).unlink()  # a test case without label
     manifest = build_manifest(root, tmp_path / "m.json")
     assert len(manifest["test"]) == 2 and sum("label" in e for e in manifest["test"]) == 1
-    assert len(manifest["training"]) + len(manifest["validation"]) == 2
+    assert len(manifest["training"]) + len(manifest["validation"]) == 4  # 6 in the sample, 2 of them in imagesTs
     assert manifest["medsynth"]["split_source"].startswith("folders (test)")
     assert check_manifest(tmp_path / "m.json") == []
 
