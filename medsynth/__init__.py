@@ -85,7 +85,7 @@ def pretrained(kind: str) -> _Path:
     """Path of a small CPU checkpoint shipped with medsynth, for demos and tests.
 
     Args:
-        kind: ``"gan"`` or ``"vae"``.
+        kind: ``"gan"``, ``"vae"`` (T1c + FLAIR) or ``"gan_flair"`` (FLAIR only).
 
     Returns:
         The checkpoint's path; pass it to :func:`load_generator`.

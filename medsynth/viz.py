@@ -120,8 +120,10 @@ def save_grid(
     batch = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)
     grid = make_grid(batch, nrow=columns, padding=2, pad_value=0.2).permute(1, 2, 0).numpy()
     height, width = grid.shape[:2]
-    fig = Figure(figsize=(scale * width / 100 + 1.2, scale * height / 100 + 0.5), dpi=100)
-    ax = fig.add_axes((0.12 if row_names else 0.0, 0.0, 0.88 if row_names else 1.0, 0.93))
+    fig_width = scale * width / 100 + 1.2
+    fig = Figure(figsize=(fig_width, scale * height / 100 + 0.5), dpi=100)
+    left = 1.1 / fig_width if row_names else 0.0  # 1.1 inch for the row names, however narrow the grid
+    ax = fig.add_axes((left, 0.0, 1.0 - left, 0.93))
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     if title:

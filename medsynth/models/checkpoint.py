@@ -98,7 +98,7 @@ PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 
 
 def resolve(spec: str | Path) -> Path:
-    """A checkpoint's path: ``pretrained:gan`` / ``pretrained:vae`` name the models shipped in the package.
+    """A checkpoint's path: ``pretrained:gan``, ``pretrained:vae``, ``pretrained:gan_flair`` name the shipped models.
 
     >>> resolve("pretrained:vae").name, resolve("runs/gan/generator.pt").as_posix()
     ('vae_cpu.pt', 'runs/gan/generator.pt')

@@ -53,9 +53,10 @@ def test_a_generator_whose_training_data_are_elsewhere_says_its_cohort_was_not_c
 
 
 def test_shipped_checkpoints_record_training_data_by_content():
-    for kind in ("gan", "vae"):
+    for kind in ("gan", "vae", "gan_flair"):
         training = load(medsynth.pretrained(kind))["training"]
-        assert set(training["label_maps"]) == set(training["cases"]) == {"brats_2013_pat0005_1", "brats_2013_pat0006_1"}
+        subjects = {f"brats_2013_pat000{n}_1" for n in (1, 2, 5, 6)}  # the sample's train split; 3 and 4 held out
+        assert set(training["label_maps"]) == set(training["cases"]) == subjects
         assert training["preprocess"]["grid"] == [80, 96, 80]
         assert not os.path.isabs(training["manifest"])  # a hint only, never a path of the training machine
 
@@ -97,7 +98,9 @@ def test_default_sources_fall_back_to_the_bundled_sample(tiny_generator, tmp_pat
 def test_unknown_shipped_model_is_one_line(tmp_path, capsys):
     assert main(["generate", "--checkpoint", "pretrained:unet", "--n", "1", "-o", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.endswith("pretrained:unet: no such shipped model; choose pretrained:gan, pretrained:vae")
+    assert err.endswith(
+        "pretrained:unet: no such shipped model; choose pretrained:gan, pretrained:gan_flair, pretrained:vae"
+    )
     assert not (tmp_path / "c").exists()
 
 
