@@ -208,8 +208,8 @@ def test_checkpoint_without_checksum_is_accepted_unverified(tiny_generator, tmp_
     )
 
 
-@pytest.mark.parametrize("kind", ["gan", "vae"])
+@pytest.mark.parametrize("kind", ["gan", "vae", "gan_flair"])
 def test_shipped_checkpoints_carry_a_valid_checksum(kind):
     state = torch.load(medsynth.pretrained(kind), weights_only=True)
     assert state[checkpoint.CHECKSUM_KEY] == checkpoint.content_sha256(state)
-    assert state["spacing_mm"] == [2.0, 2.0, 2.0] and "orientation" not in state  # older metadata, kept as shipped
+    assert state["spacing_mm"] == [2.0, 2.0, 2.0] and state["orientation"] == "RAS"
