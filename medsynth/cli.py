@@ -292,14 +292,15 @@ def _benchmark(args: argparse.Namespace) -> int:
     if words and words[0] in ("evaluate", "report"):
         return _benchmark_tool(args, words[0], words[1:])
     from medsynth.benchmark import BenchmarkConfig, run_benchmark
-    from medsynth.benchmark.run import parse_shard
+    from medsynth.benchmark.run import parse_folds, parse_shard
     from medsynth.config import load_config
 
     if args.output is None:
         raise ConfigError("benchmark: -o/--output is required")
     config = load_config(BenchmarkConfig, args.config, args.overrides)
     arms = [a for a in args.arms.split(",") if a] if args.arms else None
-    report = run_benchmark(config, args.output, arms=arms, shard=parse_shard(args.shard))
+    shard, folds = parse_shard(args.shard), parse_folds(args.folds)
+    report = run_benchmark(config, args.output, arms=arms, shard=shard, folds=folds)
     print(f"report: {report} (table), {report.parent / 'benchmark.png'} (plot), {report.parent / 'results.json'}")
     return 0
 
@@ -594,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark",
         help="train one segmenter on real, synthetic and mixed data; test on held-out real subjects",
         description="Example: medsynth benchmark --config configs/benchmark_cpu.yaml -o runs/benchmark "
-        "[--arms real,mixed_gan_50] [--shard 0/2] [segmenter.steps=100]. Finished (fold, arm, seed) units are "
+        "[--arms real,mixed_gan_50] [--folds 0] [--shard 0/2] [segmenter.steps=100]. Finished (fold, arm, seed) "
+        "units are "
         "skipped on a re-run. Then: `medsynth benchmark report RUN` merges the finished units of all shards; "
         "`medsynth benchmark evaluate RUN --test MANIFEST -o OUT [--splits test]` scores the run's saved "
         "segmenters on another prepared test set.",
@@ -603,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-o", "--output", type=Path, help="results folder (resumable); required but for `report`")
     bench.add_argument("--arms", help="comma-separated arm names to run (default: all in the config)")
     bench.add_argument("--shard", metavar="i/n", help="run every n-th (fold, arm, seed) unit from the i-th (0-based)")
+    bench.add_argument(
+        "--folds", metavar="0,2", help="run only these folds' units (0-based; default: all), e.g. one job per fold"
+    )
     bench.add_argument("--test", type=Path, help="evaluate: the prepared manifest of the other test set")
     bench.add_argument("--splits", help="evaluate: comma-separated splits of --test to score (default: all)")
     bench.add_argument(

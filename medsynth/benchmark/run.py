@@ -117,6 +117,32 @@ def select_arms(config: BenchmarkConfig, names: list[str] | None) -> list[ArmCon
     return [arm for arm in config.arms if arm.name in names]
 
 
+def select_folds(config: BenchmarkConfig, folds: list[Fold], numbers: list[int] | None) -> list[Fold]:
+    """The folds numbered in ``numbers`` (all when None); numbers without cross-validation or out of range are an error."""
+    if numbers is None:
+        return folds
+    if not config.folds.enabled:
+        raise ConfigError("--folds: this config has no cross-validation (folds.k is 0 and folds.test is empty)")
+    unknown = sorted(set(numbers) - {fold.index for fold in folds})
+    if unknown:
+        raise ConfigError(f"--folds: no fold(s) {unknown}; this config has folds 0-{len(folds) - 1}")
+    return [fold for fold in folds if fold.index in numbers]
+
+
+def parse_folds(text: str | None) -> list[int] | None:
+    """``"0,2"`` -> ``[0, 2]``; None or empty -> None (all folds).
+
+    >>> parse_folds("0,2"), parse_folds(None)
+    ([0, 2], None)
+    """
+    if not text:
+        return None
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words or not all(w.isdigit() for w in words):
+        raise ConfigError(f"--folds: expected comma-separated fold numbers such as 0,2, got {text!r}")
+    return sorted({int(w) for w in words})
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n`` (as ``medsynth generate --shard``); None -> ``(0, 1)``.
 
@@ -503,6 +529,7 @@ def run_benchmark(
     arms: list[str] | None = None,
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
+    folds: list[int] | None = None,
 ) -> Path:
     """Run (or resume) the benchmark's (fold, arm, seed) units into ``output``; returns the path of ``report.md``.
 
@@ -515,6 +542,8 @@ def run_benchmark(
         arms: names of the arms to run now (default: all of ``config.arms``).
         progress: show progress bars.
         shard: ``(i, n)``: run every n-th unit of the sorted unit list, starting at the i-th.
+        folds: run only these folds' units (0-based; default: all), e.g. one job per fold as its
+            per-fold generators arrive; ``shard`` then cuts that fold's list.
 
     >>> from medsynth.config import load_config
     >>> config = load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml")  # doctest: +SKIP
@@ -524,13 +553,15 @@ def run_benchmark(
     """
     from medsynth.benchmark.segmenter import train_segmenter, train_transform
 
+    fold_numbers = folds  # the name `folds` is the selected Fold objects below
     output = Path(output)
     selected = select_arms(config, arms)
     _, train_cases, test_cases = _split_cases(config)
     source = Manifest.load(config.data.manifest, kind="prepared")
-    folds = all_folds(config, train_cases, test_cases)
+    all_of_them = all_folds(config, train_cases, test_cases)
     cases = [*train_cases, *test_cases]
     digests = label_digests(cases)
+    folds = select_folds(config, all_of_them, fold_numbers)
     units = all_units(config, folds, selected)
     index, count = shard
     mine = units[index::count]
@@ -547,13 +578,13 @@ def run_benchmark(
     claim_output(output, "benchmark", inputs=[p for p in (config.data.manifest, config.data.external) if p])
     save_config(config, output / "config.yaml")
     if config.folds.enabled:  # first of all: per-fold generators are trained on these (configs/benchmark_cv.yaml)
-        for fold in folds:
+        for fold in all_of_them:
             _write_fold(source, cases, fold, output / "folds" / fold.name / "manifest.json")
     # the held-out guarantee of every fold with work to do, before anything is made or trained
     for fold in folds:
         generators = sorted({u.arm.synthetic for u in pending if u.fold is fold and u.arm.synthetic} - set(RENDERERS))
         check_held_out(config, fold, {s: digests[s] for s in fold.test}, generators)
-    names = brats_names([s for fold in folds for s in fold.test])
+    names = brats_names([s for fold in all_of_them for s in fold.test])  # the same names whichever folds run
     modalities = [source.modalities[i] for i in channel_indices(source.modalities, config.data.modalities, "data")]
     external: list[TestCase] = []
     if config.data.external:

@@ -70,12 +70,16 @@ def test_shards_union_equals_the_whole_and_external_wt_only(
     config = cv(prepared_phantoms, tiny_generator, external=prepared_external_wt)
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     run_benchmark(config, whole, progress=False)
-    run_benchmark(config, sharded, progress=False, shard=(0, 2))
+    run_benchmark(config, sharded, progress=False, shard=(0, 2), folds=[0])  # fold 0 in two shards, then fold 1
     save_config(config, tmp_path / "cv.yaml")
-    argv = ["benchmark", "--config", str(tmp_path / "cv.yaml"), "-o", str(sharded), "--shard"]
-    assert main([*argv, "2/2"]) == 2
+    argv = ["benchmark", "--config", str(tmp_path / "cv.yaml"), "-o", str(sharded)]
+    assert main([*argv, "--shard", "2/2"]) == 2
     assert "--shard: expected i/n with 0 <= i < n" in capsys.readouterr().err
-    assert main([*argv, "1/2"]) == 0
+    assert main([*argv, "--folds", "3"]) == 2
+    assert "--folds: no fold(s) [3]; this config has folds 0-1" in capsys.readouterr().err
+    assert main([*argv, "--folds", "0", "--shard", "1/2"]) == 0
+    assert len(list((sharded / "runs").rglob("result.json"))) == 2  # fold 0 only
+    assert main([*argv, "--folds", "1"]) == 0
     report_run(sharded)
 
     def rows(folder: Path) -> list[dict]:
