@@ -118,7 +118,7 @@ def select_arms(config: BenchmarkConfig, names: list[str] | None) -> list[ArmCon
 
 
 def select_folds(config: BenchmarkConfig, folds: list[Fold], numbers: list[int] | None) -> list[Fold]:
-    """The folds numbered in ``numbers`` (all when None); numbers without cross-validation or out of range are an error."""
+    """The folds numbered in ``numbers`` (all when None); numbers without cross-validation or out of range: an error."""
     if numbers is None:
         return folds
     if not config.folds.enabled:
