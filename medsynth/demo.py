@@ -24,6 +24,8 @@ from medsynth.errors import DataError
 from medsynth.io import claim_output, read_json
 from medsynth.manifest import Manifest
 
+SEGMENTER_STEPS = 300  # per arm of the demo's benchmark (tests/test_demo.py lowers it: the wiring, not the Dice)
+
 
 def sample_data_dir() -> Path:
     """Folder of the sample data shipped inside the package (see its README.md)."""
@@ -102,14 +104,17 @@ def _benchmark(output: Path, prepared: dict[str, Path]) -> Path:
     config = BenchmarkConfig(
         data=DataConfig(manifest=str(prepared["brats2013"]), test_splits=["validation"]),
         synthetic=SyntheticConfig(generators={"gan": str(output / "cohort_gan")}),
-        segmenter=SegmenterConfig(patch_size=(48, 48, 48), steps=300, lr=3e-3),
+        segmenter=SegmenterConfig(patch_size=(48, 48, 48), steps=SEGMENTER_STEPS, lr=3e-3),
         arms=[ArmConfig("real"), ArmConfig("mixed_gan_50", synthetic="gan", fraction=0.5)],
         seeds=[0],
     )
     report = run_benchmark(config, folder, progress=False)
     summary = read_json(report.parent / "results.json")["summary"]
     print(f"[demo] benchmark in {time.perf_counter() - started:.1f} s -> {folder} (report.md, benchmark.png)")
-    print("[demo] Dice on the held-out subjects (1 seed, 300 steps: a smoke test, see reports/benchmark_cpu.md):")
+    print(
+        f"[demo] Dice on the held-out subjects (1 seed, {SEGMENTER_STEPS} steps: a smoke test, "
+        "see reports/benchmark_cpu.md):"
+    )
     print(f"[demo]   {'arm':<14} {'WT':>6} {'TC':>6} {'ET':>6}")
     for arm, regions in summary.items():
         print(f"[demo]   {arm:<14} " + " ".join(f"{regions[r]['dice_mean']:>6.3f}" for r in ("WT", "TC", "ET")))

@@ -167,6 +167,34 @@ def _timings(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
+def _schedules(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Throughput per thread count: units, processes, wall span (first start to last finish) and units per hour.
+
+    Units of one thread count that ran in several processes at once (``--shard``) share the span, so this
+    compares e.g. one two-thread process with two one-thread shards on the same cores, when both did the same
+    kind of work (the same arms). Units saved before start/finish times were recorded are left out.
+    """
+    grouped = defaultdict(list)
+    for r in results:
+        if "started" in r and "finished" in r:
+            grouped[r["machine"]["cpu_threads"]].append(r)
+    rows = []
+    for threads, mine in sorted(grouped.items()):
+        span = max(r["finished"] for r in mine) - min(r["started"] for r in mine)
+        processes = {(r["process"]["host"], r["process"]["pid"]) for r in mine}
+        rows.append(
+            {
+                "threads": threads,
+                "units": len(mine),
+                "processes": len(processes),
+                "wall_seconds": round(span, 1),
+                "units_per_hour": round(len(mine) / span * 3600, 2) if span > 0 else None,
+                "arms": sorted({r["arm"]["name"] for r in mine}),
+            }
+        )
+    return rows
+
+
 def _preparation(results: list[dict[str, Any]]) -> dict[str, float]:
     """Seconds spent making label maps and cohorts, summed over folds."""
     total: dict[str, float] = defaultdict(float)
@@ -284,6 +312,7 @@ def markdown(
     primary: dict | None,
     timings: dict,
     preparation: dict,
+    schedules: list[dict],
     rows: list[dict],
     machine: dict,
     missing: list[str],
@@ -327,6 +356,20 @@ def markdown(
             f"| {arm} | {t['runs']} | {t['train_seconds']:.0f} | {t['predict_seconds']:.0f} | "
             f"{t['external_seconds']:.0f} | {t['loader_wait_seconds']:.0f} |"
         )
+    if len(schedules) > 1 or any(s["processes"] > 1 for s in schedules):
+        lines += [
+            "",
+            "Schedules (units grouped by threads per process; processes of one group ran at once; "
+            "compare only groups that ran the same arms):",
+            "",
+            "| threads per process | processes | units | wall (first start to last finish) | units per hour |",
+            "|---|---|---|---|---|",
+        ]
+        for s in schedules:
+            rate = "-" if s["units_per_hour"] is None else f"{s['units_per_hour']:.1f}"
+            lines.append(
+                f"| {s['threads']} | {s['processes']} | {s['units']} | {s['wall_seconds'] / 60:.1f} min | {rate} |"
+            )
     lines += [
         "",
         "Definitions: WT = NETC+SNFH+ET, TC = NETC+ET, ET (BraTS 2023 labels 1, 2, 3). Dice and HD95 from MONAI; "
@@ -424,6 +467,7 @@ def write_outputs(
     primary = primary_endpoint(config, rows)
     timings = _timings(results)
     preparation = _preparation(results)
+    schedules = _schedules(results)
     with atomic_path(output / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
@@ -439,12 +483,15 @@ def write_outputs(
         "external": summaries["external"] if families["external"] else None,
         "timings": timings,
         "preparation": preparation,
+        "schedules": schedules,
         "missing": list(missing or []),
         "rows": rows,
     }
     write_json(report, output / "results.json")
     with atomic_path(output / "report.md") as tmp:
-        tmp.write_text(markdown(config, summaries, primary, timings, preparation, rows, machine, list(missing or [])))
+        tmp.write_text(
+            markdown(config, summaries, primary, timings, preparation, schedules, rows, machine, list(missing or []))
+        )
     shown = "in_domain" if families["in_domain"] else "external"
     if families[shown]:
         plot(summaries[shown], families[shown], arms, config.baseline, output / "benchmark.png")

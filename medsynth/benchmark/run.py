@@ -39,6 +39,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import platform
 import re
 import time
@@ -433,8 +434,6 @@ def cpu_model() -> str:
 
 
 def _machine() -> dict[str, Any]:
-    import os
-
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {
         "platform": platform.platform(),
@@ -603,6 +602,7 @@ def run_benchmark(
         if unit not in pending:
             print(f"[benchmark] {number}/{len(mine)} {unit.name}: done before, skipped")
             continue
+        started = time.time()  # the fold's preparation counts in its first unit's span (report: schedules)
         if fold.index not in prepared:
             fold_arms = [a for a in selected if any(u.fold is fold and u.arm is a for u in pending)]
             prepared[fold.index] = _prepare_fold(config, output, fold, fold_arms, source, names, progress)
@@ -647,6 +647,9 @@ def run_benchmark(
                 "prepare_seconds": data.prepare_seconds,
                 "metrics": rows,
                 "machine": _machine(),
+                "process": {"pid": os.getpid(), "host": platform.node(), "shard": [index, count]},
+                "started": round(started, 1),
+                "finished": round(time.time(), 1),
             }
             data.prepare_seconds = {}  # counted once, with the fold's first unit
             write_json(result, tmp / "result.json")

@@ -98,6 +98,8 @@ def test_shards_union_equals_the_whole_and_external_wt_only(
     assert set(results["external"]["real"]) == {"WT"}
     assert set(results["summary"]["real"]) == {"WT", "TC", "ET"}
     assert "dice_ci" in results["summary"]["real"]["WT"]
+    (schedule,) = results["schedules"]  # one process, one thread count: units per hour of the whole run
+    assert schedule["units"] == 4 and schedule["processes"] == 1 and schedule["units_per_hour"] > 0
     assert results["external"]["real_synthseg_50"]["WT"]["vs_baseline"]["dice_wilcoxon_p"] is not None
     assert results["primary"]["chosen"] == "real_synthseg_50"
     assert results["primary"]["comparison"]["subjects"] == 2
