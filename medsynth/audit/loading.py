@@ -6,6 +6,7 @@ check runs, so no figure of the report is computed from a NaN volume or a mislab
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,26 @@ def load_audit_manifest(path: str | Path, kind: str) -> Manifest:
         "the audit compares tumor sub-regions (netc, snfh, et) of real and synthetic cases",
     )
     return manifest
+
+
+def cases_with_modalities(manifest: Manifest, path: str | Path, modalities: list[str], what: str) -> list[Case]:
+    """The manifest's cases with images, holding only ``modalities``: those a cohort (``what``) was made of.
+
+    A cohort of a subset of the real modalities (a FLAIR-only generator) is compared with those images; the
+    subset must keep the real manifest's order, so a cohort that relabels channels is refused.
+    """
+    picked = [manifest.modalities.index(m) for m in modalities if m in manifest.modalities]
+    if len(picked) != len(modalities) or picked != sorted(picked):
+        raise DataError(
+            f"{what}: modalities {modalities} differ from {path}'s {manifest.modalities} "
+            "(a cohort may hold a subset of them, in the same order)"
+        )
+    everything = len(manifest.modalities)
+    return [
+        replace(c, images=[c.images[i] for i in picked]) if len(c.images) == everything else c
+        for c in manifest.cases()
+        if c.images
+    ]
 
 
 def load_case(

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from medsynth.audit.copy_similarity import (
     Scan,
     nearest_match,
 )
-from medsynth.audit.loading import load_audit_manifest, load_case
+from medsynth.audit.loading import cases_with_modalities, load_audit_manifest, load_case
 from medsynth.audit.privacy import auc_with_ci, augment, calibrate_threshold, similarity
 from medsynth.errors import DataError
 from medsynth.manifest import Case
@@ -128,19 +127,8 @@ def copy_check_cohort(
     """
     real_manifest = Path(real_manifest)
     manifest = load_audit_manifest(real_manifest, kind="prepared")
-    missing = [m for m in modalities if m not in manifest.modalities]
-    if missing:
-        raise DataError(
-            f"{real_manifest}: has no {', '.join(missing)} (its modalities: {manifest.modalities}); "
-            f"the cohort has {modalities}"
-        )
-    # a generator of a subset of the modalities (FLAIR only) is checked against those images of its subjects
-    picked = [manifest.modalities.index(m) for m in modalities]
-    real = [
-        replace(c, images=[c.images[i] for i in picked]) if len(c.images) == len(manifest.modalities) else c
-        for c in manifest.cases()
-        if c.images
-    ]
+    what = f"the cohort cases in {case_folders[0].parent}" if case_folders else "the cohort"
+    real = cases_with_modalities(manifest, real_manifest, modalities, what)
     grid: dict[str, Any] = {}
     training = [(c.case_id, load_case(c, modalities, grid, real_manifest)[0]) for c in real if c.split == train_split]
     held_out = [load_case(c, modalities, grid, real_manifest)[0] for c in real if c.split != train_split]

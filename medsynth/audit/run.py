@@ -17,7 +17,6 @@ and the report (:mod:`~medsynth.audit.report`).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from medsynth.audit.fidelity import (
     learned_feature_fidelity,
     tumor_fidelity,
 )
-from medsynth.audit.loading import load_audit_manifest, load_cases
+from medsynth.audit.loading import cases_with_modalities, load_audit_manifest, load_cases
 from medsynth.audit.membership import dcr_test, split_control
 from medsynth.audit.memorization import copy_check, feature_neighbours, membership
 from medsynth.audit.realism import CaseArrays, realism_report
@@ -73,19 +72,7 @@ def run_audit(config: AuditConfig, output: str | Path) -> Path:
     cohort_manifest = cohort / "manifest.json"
     synthetic = load_audit_manifest(cohort_manifest, kind="cohort")
     modalities = synthetic.modalities
-    # a cohort of a subset of the modalities (a FLAIR-only generator) is audited against those images; the
-    # subset keeps the real manifest's order, so a manifest that relabels channels is still refused
-    picked = [real.modalities.index(m) for m in modalities if m in real.modalities]
-    if len(picked) != len(modalities) or picked != sorted(picked):
-        raise DataError(
-            f"{cohort_manifest}: modalities {modalities} differ from {real_manifest}'s {real.modalities} "
-            "(a cohort may hold a subset of them, in the same order)"
-        )
-    real_cases = [
-        replace(c, images=[c.images[i] for i in picked]) if len(c.images) == len(real.modalities) else c
-        for c in real.cases()
-        if c.images
-    ]
+    real_cases = cases_with_modalities(real, real_manifest, modalities, str(cohort_manifest))
     training_cases = [c for c in real_cases if c.split == config.train_split]
     held_out_cases = [c for c in real_cases if c.split != config.train_split]
     synthetic_cases = synthetic.cases()

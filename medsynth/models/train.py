@@ -79,7 +79,7 @@ def generator_metadata(config: TrainConfig, data: TrainingSet, privacy: dict[str
         "label_channels": MODEL_CLASSES,
         "training": {
             # a hint only: the training data are found again by content (label_maps), on any machine
-            "manifest": str(Path(config.manifest).resolve()),
+            "manifest": str(config.manifest),  # as given: a shared checkpoint must not carry the trainer's folders
             "cases": data.case_ids,
             "label_maps": data.label_digests,
             "preprocess": data.preprocess,

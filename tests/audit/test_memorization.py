@@ -55,5 +55,7 @@ def test_copy_check_of_a_one_modality_cohort_reads_that_modality_of_the_training
     shutil.copy(training.label, folder / "synth_00000_label_map.nii.gz")
     result = copy_check_cohort(prepared_phantoms, [folder], ["flair"])
     assert result["flagged"] == ["synth_00000"] and result["cases"][0]["nearest_training"] == training.case_id
-    with pytest.raises(DataError, match="has no t2"):
+    with pytest.raises(DataError, match=r"cases in .*: modalities \['t2'\] differ from .*'s \['t1c', 'flair'\]"):
         copy_check_cohort(prepared_phantoms, [folder], ["t2"])
+    with pytest.raises(DataError, match="a subset of them, in the same order"):
+        copy_check_cohort(prepared_phantoms, [folder], ["flair", "t1c"])

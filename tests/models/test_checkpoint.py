@@ -213,3 +213,13 @@ def test_shipped_checkpoints_carry_a_valid_checksum(kind):
     state = torch.load(medsynth.pretrained(kind), weights_only=True)
     assert state[checkpoint.CHECKSUM_KEY] == checkpoint.content_sha256(state)
     assert state["spacing_mm"] == [2.0, 2.0, 2.0] and state["orientation"] == "RAS"
+
+
+def test_training_manifest_is_recorded_as_given(prepared_phantoms, tmp_path, monkeypatch):
+    # a shared checkpoint carries no folder of the training machine; the data are found again by content
+    monkeypatch.chdir(prepared_phantoms.parent)
+    config = str(REPO / "configs" / "gan_tiny.yaml")
+    run = tmp_path / "run"
+    assert main(["train", "--config", config, "-o", str(run), f"manifest={prepared_phantoms.name}", "steps=1"]) == 0
+    training = checkpoint.load(run / "generator.pt")["training"]
+    assert training["manifest"] == prepared_phantoms.name and training["label_maps"]
