@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
+def cache_root(root: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``root``, else ``$MEDSYNTH_CACHE``, else ``~/.cache/medsynth``. Caches never change results."""
+    return Path(root or os.environ.get("MEDSYNTH_CACHE", Path.home() / ".cache" / "medsynth"))
+
+
 def sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -12,12 +12,20 @@ show where real anatomical similarity lies (their flag rate is the check's false
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
 
+from medsynth._version import __version__
 from medsynth.audit.copy_similarity import Reference, Scan, match
 from medsynth.audit.disguises import augment, disguised_copies  # noqa: F401  (augment: re-exported)
+from medsynth.io import array_sha256, cache_root, read_json, write_json
+
+# Bump when the disguises or the copy similarity change: thresholds cached under the old number are not reused.
+CALIBRATION_VERSION = 1
 
 
 def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -58,6 +66,22 @@ def calibrate_threshold(
     so this is the conservative (lower) calibration. ``references``: the training scans already
     prepared (:class:`~medsynth.audit.copy_similarity.Reference`), to prepare them once.
     """
+    key = {
+        "version": CALIBRATION_VERSION,
+        "medsynth": __version__,
+        "copies_per_scan": copies_per_scan,
+        "quantile": quantile,
+        "seed": seed,
+        "scans": [array_sha256(scan) for scan in training],
+    }
+    # the same scans always give the same copies and scores: a cohort's export gate and a re-run audit of one
+    # training set (e.g. the shipped models' bundled subjects) calibrate once (~40 s for 4 scans at 2 mm, 1 core)
+    cached = cache_root() / "calibration" / f"{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]}.json"
+    if cached.is_file():
+        with contextlib.suppress(Exception):  # an unreadable entry is recomputed and rewritten
+            entry = read_json(cached)
+            if entry["key"] == key:
+                return float(entry["threshold"]), list(entry["records"])
     references = references if references is not None else [Reference(scan) for scan in training]
     records = []
     for source, family, params, volume in disguised_copies(training, copies_per_scan, seed):
@@ -67,6 +91,9 @@ def calibrate_threshold(
     for record in records:
         by_family.setdefault(record["family"], []).append(record["score"])
     threshold = min(float(np.quantile(scores, quantile)) for scores in by_family.values())
+    with contextlib.suppress(OSError):  # a read-only cache only costs time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_json({"key": key, "threshold": threshold, "records": records}, cached)
     return threshold, records
 
 

@@ -18,7 +18,6 @@ input (``medsynth generate --checkpoint pretrained:gan --n 10``) and run the dem
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +25,7 @@ from medsynth.config import config_hash
 from medsynth.data.config import PrepareConfig, PreprocessConfig
 from medsynth.data.manifest import build_manifest, check_manifest
 from medsynth.errors import DataError
+from medsynth.io import cache_root
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -40,10 +40,6 @@ DATASETS: dict[str, tuple[str, str | None, str]] = {
     "colin27": ("healthy/colin27_2mm", "t1", "the Colin27 healthy T1 brain at 2 mm (BSD)"),
 }
 HEALTHY = ("synthseg", "colin27")
-
-
-def _cache_root(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir or os.environ.get("MEDSYNTH_CACHE", Path.home() / ".cache" / "medsynth"))
 
 
 def prepared(name: str, preprocess: PreprocessConfig, cache_dir: str | Path | None = None) -> Path:
@@ -61,7 +57,7 @@ def prepared(name: str, preprocess: PreprocessConfig, cache_dir: str | Path | No
         raise DataError(f"no bundled dataset {name!r}; bundled: {', '.join(DATASETS)}")
     folder, layout, _ = DATASETS[name]
     key = config_hash(preprocess, extra=PREPROCESS_VERSION)  # a change of the preprocessing code prepares anew
-    root = _cache_root(cache_dir) / "bundled" / f"{name}-{key}"
+    root = cache_root(cache_dir) / "bundled" / f"{name}-{key}"
     manifest = root / "prepared" / "manifest.json"
     if manifest.is_file():
         return manifest
@@ -76,7 +72,7 @@ def prepared(name: str, preprocess: PreprocessConfig, cache_dir: str | Path | No
         problems = check_manifest(raw)
         if problems:  # the package's own files changed: a broken install
             raise DataError(f"{SAMPLE_DATA / folder}: bundled data damaged ({problems[0]}); reinstall medsynth")
-        config = PrepareConfig(manifest=str(raw), preprocess=preprocess, cache_dir=str(_cache_root(cache_dir)))
+        config = PrepareConfig(manifest=str(raw), preprocess=preprocess, cache_dir=str(cache_root(cache_dir)))
         return run_prepare(config, manifest.parent, progress=False)
 
 

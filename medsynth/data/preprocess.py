@@ -17,7 +17,6 @@ cache items also hash the input files' SHA-256, so a changed file or config miss
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from medsynth.data import scheme
 from medsynth.data.anatomy import classify_tissues, freesurfer_to_anatomy
 from medsynth.data.config import AnatomyConfig, PreprocessConfig
 from medsynth.geometry import to_original_space  # noqa: F401  (re-exported: it lived here)
+from medsynth.io import cache_root
 
 if TYPE_CHECKING:
     from monai.transforms import Compose
@@ -238,5 +238,4 @@ def cache_dir_for(config: PreprocessConfig, label_scheme: str | None, root: str 
     """The cache folder of one preprocessing config (``$MEDSYNTH_CACHE`` or ~/.cache/medsynth)."""
     from medsynth.config import config_hash
 
-    root = Path(root or os.environ.get("MEDSYNTH_CACHE", Path.home() / ".cache" / "medsynth"))
-    return root / "preprocess" / config_hash(config, extra=f"{label_scheme}|{PREPROCESS_VERSION}")
+    return cache_root(root) / "preprocess" / config_hash(config, extra=f"{label_scheme}|{PREPROCESS_VERSION}")

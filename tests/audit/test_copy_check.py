@@ -152,3 +152,27 @@ def test_calibration_copies_are_seeded():
     assert [(s, f, p) for s, f, p, _ in first] == [(s, f, p) for s, f, p, _ in second]
     assert all(np.array_equal(x[3], y[3]) for x, y in zip(first, second, strict=True))
     assert [f for _, f, _, _ in first] == [*FAMILIES, FAMILIES[0]]  # round-robin over all copies
+
+
+def test_calibration_is_cached_by_the_scans_content(tmp_path, monkeypatch):
+    import medsynth.audit.privacy as privacy
+
+    monkeypatch.setenv("MEDSYNTH_CACHE", str(tmp_path))
+    training = [subject(0), subject(1)]
+    first = privacy.calibrate_threshold(training, copies_per_scan=2)
+    assert len(list((tmp_path / "calibration").glob("*.json"))) == 1
+
+    def no_copies(*args, **kwargs):
+        raise AssertionError("recomputed although the same scans were calibrated before")
+
+    monkeypatch.setattr(privacy, "disguised_copies", no_copies)
+    assert privacy.calibrate_threshold([s.copy() for s in training], copies_per_scan=2) == first
+    with pytest.raises(AssertionError, match="recomputed"):  # other scans, other settings: computed afresh
+        privacy.calibrate_threshold([training[0], subject(2)], copies_per_scan=2)
+    with pytest.raises(AssertionError, match="recomputed"):
+        privacy.calibrate_threshold(training, copies_per_scan=3)
+    monkeypatch.undo()
+    monkeypatch.setenv("MEDSYNTH_CACHE", str(tmp_path))
+    (entry,) = (tmp_path / "calibration").glob("*.json")
+    entry.write_text("{broken")  # a damaged entry is recomputed and rewritten
+    assert privacy.calibrate_threshold(training, copies_per_scan=2) == first
