@@ -12,12 +12,17 @@
 #      side by side (the same arms per fold, so units per hour compare the two schedules; the report's timings);
 #   5. merges the report.
 # Cuts to fit about three hours of 2 CPU cores (stated in reports/benchmark_cpu.md): GEN_STEPS=400 per-fold
-# generators (the shipped ones ran 1200/2000), SEEDS=[0] (one segmenter seed per unit).
+# generators (the shipped ones ran 1200/2000), SEEDS=[0] (one segmenter seed per unit), and ARMS: 6 of the
+# config's 9 arms (classical_vae_50, synthetic_vae, classical_synthseg_50 left out: a FLAIR unit trained
+# 215-260 s here, not the 150 s planned). ARMS=all runs every arm of the config.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/benchmark_cv}
 GEN_STEPS=${GEN_STEPS:-400}
 SEEDS=${SEEDS:-[0]}
+ARMS=${ARMS:-real,real_classical,classical_gan_25,classical_gan_50,classical_vae_25,synthetic_gan}
+arms=()
+[[ $ARMS == all ]] || arms=(--arms "$ARMS")
 CONFIG=configs/benchmark_cv.yaml
 stamp() { echo "[benchmark_cv $(date +%H:%M:%S)] $*"; }
 
@@ -49,11 +54,11 @@ for fold in 0 1 2; do
 done
 
 stamp "fold 0: one process, two threads"
-OMP_NUM_THREADS=2 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" --folds 0 \
+OMP_NUM_THREADS=2 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" "${arms[@]}" --folds 0 \
   >"$OUT.fold0.log" 2>&1
 stamp "folds 1, 2: two one-thread shards"
 for shard in 0 1; do
-  OMP_NUM_THREADS=1 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" --folds 1,2 \
+  OMP_NUM_THREADS=1 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" "${arms[@]}" --folds 1,2 \
     --shard "$shard/2" >"$OUT.shard$shard.log" 2>&1 &
 done
 wait
