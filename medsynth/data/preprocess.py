@@ -27,6 +27,7 @@ from scipy import ndimage
 from medsynth.data import scheme
 from medsynth.data.anatomy import classify_tissues, freesurfer_to_anatomy
 from medsynth.data.config import AnatomyConfig, PreprocessConfig
+from medsynth.errors import DataError
 from medsynth.geometry import to_original_space  # noqa: F401  (re-exported: it lived here)
 from medsynth.io import cache_root
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from monai.transforms import Compose
 
 # Bump when the transforms below change what they produce, to invalidate old caches.
-PREPROCESS_VERSION = "2"
+PREPROCESS_VERSION = "3"  # 3: a derived mask tells a constant non-zero background from the brain
 
 
 def build_transforms(
@@ -97,10 +98,29 @@ def build_transforms(
     return Compose(transforms)
 
 
-class DeriveBrainMaskd(Transform):
-    """Add ``mask`` when a layout has none: non-zero image voxels, or label values in the brain.
+MAX_DERIVED_BRAIN = 0.9  # a derived brain over this share of the field of view found no background: refused
 
-    Holes are filled and only the largest connected component is kept.
+
+def background_value(channel: np.ndarray) -> float:
+    """The value that fills the volume's border (its six faces) when one value covers most of it, else 0.
+
+    Skull-stripped scans have a constant background, but not always 0: images z-scored over the whole
+    volume (BraTS 2013's ``*_subtrMeanDivStd``) have it at e.g. -3.55, and a non-zero test would call the
+    whole field of view brain. (MONAI's foreground helpers select ``> 0``, which drops negative brain voxels.)
+    """
+    faces = np.concatenate([np.moveaxis(channel, axis, 0)[index].ravel() for axis in range(3) for index in (0, -1)])
+    values, counts = np.unique(faces, return_counts=True)
+    top = int(np.argmax(counts))
+    return float(values[top]) if counts[top] >= 0.5 * faces.size else 0.0
+
+
+class DeriveBrainMaskd(Transform):
+    """Add ``mask`` when a layout has none: voxels off the background value, or label values in the brain.
+
+    The background of each image channel is the value filling its border (:func:`background_value`, 0
+    for most scans). Holes are filled and only the largest connected component is kept. A derived brain
+    covering over 90% of the field of view is refused with the file named: there was no background to tell
+    it from, and z-scoring "in the brain" would then use the whole volume.
     """
 
     def __init__(self, label_scheme: str | None) -> None:
@@ -111,7 +131,8 @@ class DeriveBrainMaskd(Transform):
 
         if "image" in data:
             reference = data["image"]
-            brain = np.any(np.asarray(reference) != 0, axis=0)
+            image = np.asarray(reference)
+            brain = np.any([channel != background_value(channel) for channel in image], axis=0)
         else:
             reference = data["label"]
             labels = np.asarray(reference[0])
@@ -123,6 +144,13 @@ class DeriveBrainMaskd(Transform):
         if count > 1:
             sizes = ndimage.sum_labels(brain, components, range(1, count + 1))
             brain = components == (1 + int(np.argmax(sizes)))
+        if "image" in data and brain.mean() > MAX_DERIVED_BRAIN:
+            source = reference.meta.get("filename_or_obj", "an image") if hasattr(reference, "meta") else "an image"
+            raise DataError(
+                f"{source}: the brain mask derived from the image covers {brain.mean():.0%} of the field of view "
+                "(no constant background found); give the brain mask: a layout's `mask:` pattern, "
+                "`medsynth manifest build --mask`, or a datalist's `mask` entry"
+            )
         out = dict(data)
         out["mask"] = MetaTensor(brain[None].astype(np.float32), meta=dict(reference.meta))
         return out

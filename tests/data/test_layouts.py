@@ -83,6 +83,35 @@ def test_declared_layout_builds_checks_and_prepares(tmp_path, capsys):
         assert (tmp_path / "prepared" / case.record["preview"]).is_file()
 
 
+def test_derived_mask_of_images_with_a_constant_nonzero_background(tmp_path, capsys):
+    """Images z-scored over the whole volume (BraTS 2013's *_subtrMeanDivStd) have background at e.g. -3.55."""
+    data = tmp_path / "zscored"
+    for i in range(2):
+        case = phantom(i)
+        folder = data / f"Brats18_TEST_{i:03d}_1"
+        for name, channel in (("FLAIR", case["flair"]), ("T1", case["t1c"])):
+            volume = (channel * 120 + 400) * case["mask"]
+            save(((volume - volume.mean()) / volume.std()).astype(np.float32), folder / f"{name}.nii.gz")
+        save((case["label"] > 0).astype(np.float32), folder / "GT_W.nii.gz")
+    manifest = tmp_path / "zscored.json"
+    assert main(["manifest", "build", str(data), "--layout", str(WT_LAYOUT), "-o", str(manifest)]) == 0
+    assert main(["prepare", str(manifest), "-o", str(tmp_path / "prepared"), "grid=[48,48,48]"]) == 0
+    for case in Manifest.load(tmp_path / "prepared" / "manifest.json", kind="prepared").cases():
+        brain = load_nifti(case.mask, dtype=np.uint8)[0] > 0
+        assert 0.05 < brain.mean() < 0.6  # the head, not the field of view (it was 100% before)
+        assert (load_nifti(case.label, dtype=np.int16)[0][~brain] == 0).all()
+
+    rng = np.random.default_rng(0)  # a background with no constant value: nothing to tell the brain from
+    for image in data.rglob("*.nii.gz"):
+        if "GT_W" not in image.name:
+            save(rng.normal(size=load_nifti(image)[0].shape).astype(np.float32), image)
+    assert main(["manifest", "build", str(data), "--layout", str(WT_LAYOUT), "-o", str(manifest)]) == 0
+    assert main(["prepare", str(manifest), "-o", str(tmp_path / "noise"), "grid=[48,48,48]"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # above it: the progress bar
+    assert "FLAIR.nii.gz" in line or "T1.nii.gz" in line
+    assert "derived from the image covers 100% of the field of view" in line and "give the brain mask" in line
+
+
 def test_flags_declare_the_same_layout(tmp_path):
     data = make_wt_dataset(tmp_path / "mine", n=2)
     argv = ["manifest", "build", str(data), "--image", "flair={case}/FLAIR", "--image", "T1w={case}/T1.nii.gz"]
