@@ -40,8 +40,11 @@ if [[ ! -f $OUT/folds/fold2/manifest.json ]]; then
   [[ -f $OUT/folds/fold2/manifest.json ]] || { echo "no folds written in $OUT" >&2; exit 1; }
 fi
 
+models=()  # the generators the chosen arms need (ARMS=real,real_classical needs none)
+[[ $ARMS == all || $ARMS == *gan* ]] && models+=(gan)
+[[ $ARMS == all || $ARMS == *vae* ]] && models+=(vae)
 for fold in 0 1 2; do
-  for model in gan vae; do
+  for model in "${models[@]}"; do
     run=runs/cv_generators/${model}_fold$fold
     [[ -f $run/generator.pt ]] && continue
     resume=()

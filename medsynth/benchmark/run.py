@@ -671,10 +671,16 @@ def finished_units(config: BenchmarkConfig, output: Path) -> tuple[list[tuple[Un
     for unit in all_units(config, all_folds(config, train_cases, test_cases), list(config.arms)):
         path = output / unit.folder / "result.json"
         result = read_json(path) if path.is_file() else None
-        if result is not None and result.get("key") == run_key(config, unit):
-            finished.append((unit, result))
-        else:
+        if result is None:
             missing.append(unit.name)
+        elif result.get("key") != run_key(config, unit):  # never a report that silently drops finished work
+            raise MedsynthError(
+                f"{path}: made with another configuration or other inputs (the config, the prepared or external "
+                "manifest, or medsynth changed since); report it with what made it, or delete "
+                f"{path.parent} to redo it"
+            )
+        else:
+            finished.append((unit, result))
     return finished, missing
 
 

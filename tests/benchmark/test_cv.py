@@ -11,7 +11,7 @@ from medsynth.benchmark.run import report_run
 from medsynth.cli import main
 from medsynth.config import from_dict, save_config
 from medsynth.errors import MedsynthError
-from medsynth.io import read_json
+from medsynth.io import read_json, write_json
 from medsynth.loaders import LeakageError
 from tests.benchmark.test_benchmark import tiny
 from tests.conftest import phantom, save
@@ -112,6 +112,12 @@ def test_shards_union_equals_the_whole_and_external_wt_only(
     (sharded / "runs" / "fold1" / "real" / "seed0" / "result.json").unlink()
     assert main(["benchmark", "report", str(sharded)]) == 0
     assert read_json(sharded / "results.json")["missing"] == ["fold1/real/seed0"]
+    stale = sharded / "runs" / "fold0" / "real" / "seed0" / "result.json"
+    write_json(read_json(stale) | {"key": "another"}, stale)  # e.g. the prepared data were remade since
+    before = (sharded / "report.md").read_text()
+    assert main(["benchmark", "report", str(sharded)]) == 1
+    assert f"{stale}: made with another configuration or other inputs" in capsys.readouterr().err
+    assert (sharded / "report.md").read_text() == before  # the last report is kept
 
 
 def test_evaluate_reproduces_the_run_and_refuses_training_subjects(prepared_phantoms, tiny_generator, tmp_path, capsys):
