@@ -144,10 +144,11 @@ class DeriveBrainMaskd(Transform):
         if count > 1:
             sizes = ndimage.sum_labels(brain, components, range(1, count + 1))
             brain = components == (1 + int(np.argmax(sizes)))
-        if "image" in data and brain.mean() > MAX_DERIVED_BRAIN:
-            source = reference.meta.get("filename_or_obj", "an image") if hasattr(reference, "meta") else "an image"
+        coverage = float(brain.mean())
+        if "image" in data and coverage > MAX_DERIVED_BRAIN:
+            source = reference.meta.get("filename_or_obj", "an image")
             raise DataError(
-                f"{source}: the brain mask derived from the image covers {brain.mean():.0%} of the field of view "
+                f"{source}: the brain mask derived from the image covers {coverage:.0%} of the field of view "
                 "(no constant background found); give the brain mask: a layout's `mask:` pattern, "
                 "`medsynth manifest build --mask`, or a datalist's `mask` entry"
             )
