@@ -17,8 +17,11 @@ lint: setup
 	$(BIN)/ruff format --check medsynth tests scripts examples
 	$(BIN)/lint-imports  # the pipeline's layer order and no import cycle: [tool.importlinter] in pyproject.toml
 
+# two pytest workers, one thread each (tests/conftest.py): the suite is mostly single-threaded
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Manifests of ../shared/data committed in data_manifests/ (paths relative to them).
 manifests: setup

@@ -9,6 +9,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers (pytest -n): one thread each, so two workers share two cores
+    # without oversubscription; subprocesses (CLI, torchrun tests) inherit it.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHAPE = (40, 48, 40)
 AFFINE = np.diag([-2.0, -2.0, 2.0, 1.0])  # LPS, 2 mm
