@@ -8,19 +8,22 @@
 #   2. writes the folds (runs/benchmark_cv/folds/fold<k>/manifest.json: that fold's 4 training subjects);
 #   3. trains a GAN and a VAE per fold on those 4 subjects only (GEN_STEPS steps each, 2 threads, one after the
 #      other); the shipped pretrained:* models are refused by the benchmark (they have seen test subjects);
-#   4. runs the (fold, arm, seed) units: fold 0 as one two-thread process, folds 1 and 2 as two one-thread shards
-#      side by side (the same arms per fold, so units per hour compare the two schedules; the report's timings);
+#   4. runs the (fold, arm, seed) units as SHARDS processes of THREADS threads each, side by side (default two
+#      one-thread shards: 17.6 units/hour against 11.1 for one two-thread process on 2 cores, measured with the
+#      same arms on 2026-12-02, reports/benchmark_cpu.md; the report's "Schedules" table times every run);
 #   5. merges the report.
 # Cuts to fit about three hours of 2 CPU cores (stated in reports/benchmark_cpu.md): GEN_STEPS=400 per-fold
-# generators (the shipped ones ran 1200/2000), SEEDS=[0] (one segmenter seed per unit), and ARMS: 6 of the
-# config's 9 arms (classical_vae_50, synthetic_vae, classical_synthseg_50 left out: a FLAIR unit trained
-# 215-260 s here, not the 150 s planned). ARMS=all runs every arm of the config.
+# generators (the shipped ones ran 1200/2000), SEEDS=[0] (one segmenter seed per unit), and ARMS: 7 of the
+# config's 9 arms (classical_vae_50 and synthetic_vae left out: a FLAIR unit trains 300-370 s here, not the
+# 150 s planned). ARMS=all runs every arm of the config.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/benchmark_cv}
 GEN_STEPS=${GEN_STEPS:-400}
 SEEDS=${SEEDS:-[0]}
-ARMS=${ARMS:-real,real_classical,classical_gan_25,classical_gan_50,classical_vae_25,synthetic_gan}
+ARMS=${ARMS:-real,real_classical,classical_gan_25,classical_gan_50,classical_vae_25,synthetic_gan,classical_synthseg_50}
+SHARDS=${SHARDS:-2}
+THREADS=${THREADS:-1}
 arms=()
 [[ $ARMS == all ]] || arms=(--arms "$ARMS")
 CONFIG=configs/benchmark_cv.yaml
@@ -56,14 +59,13 @@ for fold in 0 1 2; do
   done
 done
 
-stamp "fold 0: one process, two threads"
-OMP_NUM_THREADS=2 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" "${arms[@]}" --folds 0 \
-  >"$OUT.fold0.log" 2>&1
-stamp "folds 1, 2: two one-thread shards"
-for shard in 0 1; do
-  OMP_NUM_THREADS=1 "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" "${arms[@]}" --folds 1,2 \
-    --shard "$shard/2" >"$OUT.shard$shard.log" 2>&1 &
+stamp "units: $SHARDS shard(s) of $THREADS thread(s); logs $OUT.shard<i>.log"
+pids=()
+for ((shard = 0; shard < SHARDS; shard++)); do
+  OMP_NUM_THREADS=$THREADS "$BIN/medsynth" benchmark --config "$CONFIG" -o "$OUT" "seeds=$SEEDS" "${arms[@]}" \
+    --shard "$shard/$SHARDS" >"$OUT.shard$shard.log" 2>&1 &
+  pids+=($!)
 done
-wait
+for pid in "${pids[@]}"; do wait "$pid" || { echo "a shard failed: see $OUT.shard<i>.log" >&2; exit 1; }; done
 stamp "report"
 "$BIN/medsynth" benchmark report "$OUT"

@@ -46,6 +46,6 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         assert synthetic.shape == label.shape and np.allclose(synthetic.affine, label.affine)
         assert (cohort / "README.md").exists() and (cohort / "preview.png").exists()
     results = json.loads((tmp_path / "demo" / "benchmark" / "results.json").read_text())
-    assert set(results["summary"]) == {"real", "mixed_gan_50"}
-    assert all(0 <= results["summary"]["real"][r]["dice_mean"] <= 1 for r in ("WT", "TC", "ET"))
+    assert set(results["summary"]) == {"real_classical", "classical_gan_50"}
+    assert all(0 <= results["summary"]["real_classical"][r]["dice_mean"] <= 1 for r in ("WT", "TC", "ET"))
     assert (tmp_path / "demo" / "benchmark" / "report.md").exists()
