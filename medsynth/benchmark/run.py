@@ -408,7 +408,10 @@ def run_key(config: BenchmarkConfig, unit: Unit) -> str:
     for name in ("modalities", "external"):  # unset: the key of runs made before these fields existed
         if not data[name]:
             del data[name]
-    parts: dict[str, Any] = {"data": data} | {n: to_dict(getattr(config, n)) for n in ("synthetic", "segmenter")}
+    # an arm without synthetic data does not depend on the synthetic settings: its finished units stay valid
+    # when those change (a new generator, other label maps), and a variant run may reuse them
+    sections = ("synthetic", "segmenter") if unit.arm.synthetic else ("segmenter",)
+    parts: dict[str, Any] = {"data": data} | {n: to_dict(getattr(config, n)) for n in sections}
     parts |= {
         "arm": to_dict(unit.arm),
         "seed": unit.seed,

@@ -101,3 +101,17 @@ def test_cli_names_unknown_arms(prepared_phantoms, tiny_generator, tmp_path, cap
     assert "unknown arm(s) ['nope']" in capsys.readouterr().err
     assert main(["benchmark", "--config", str(path), "-o", str(tmp_path / "out"), "seeds=[]"]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_unit_key_of_a_real_arm_ignores_the_synthetic_settings(prepared_phantoms, tiny_generator):
+    from medsynth.benchmark.folds import Fold
+    from medsynth.benchmark.run import Unit, run_key
+
+    def keys(**synthetic) -> dict[str, str]:
+        config = from_dict(BenchmarkConfig, tiny(prepared_phantoms, tiny_generator, synthetic=synthetic))
+        fold = Fold(None, ["a"], ["b"])
+        return {arm.name: run_key(config, Unit(fold, arm, 0)) for arm in config.arms}
+
+    before, after = keys(), keys(labels={"anatomies": "real"}, n_cases=3)
+    assert before["real"] == after["real"] and before["real_classical"] == after["real_classical"]
+    assert before["mixed_vae_50"] != after["mixed_vae_50"] and before["real_synthseg_50"] != after["real_synthseg_50"]
