@@ -1,4 +1,5 @@
-"""Per-class FLAIR means of each fold's training subjects beside its GAN and VAE cohorts (reports/benchmark_cpu.md).
+"""Per-class FLAIR means of each fold's training subjects beside its GAN and VAE cohorts, the cohorts' cases split
+by the anatomy their label map was drawn in (a training subject's or a healthy brain) (reports/benchmark_cpu.md).
 
     .venv/bin/python scripts/benchmark_cv_intensities.py runs/benchmark_cv
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medsynth.data.scheme import CLASS_NAMES
-from medsynth.io import load_nifti
+from medsynth.io import load_nifti, read_json
 from medsynth.manifest import Manifest
 
 CLASSES = (1, 2, 3, 4, 5, 6)
@@ -42,8 +43,12 @@ def main() -> None:
         real = [(c.images[flair], c.label) for c in manifest.cases(["train"])]
         rows = {"real (training subjects)": real}
         for kind in ("gan", "vae"):
-            cases = sorted((fold / "synthetic" / f"cohort_{kind}" / "cases").glob("*"))
-            rows[kind] = [(c / f"{c.name}_flair.nii.gz", c / f"{c.name}_label_map.nii.gz") for c in cases]
+            for case in sorted((fold / "synthetic" / f"cohort_{kind}" / "cases").glob("*")):
+                # the label map's anatomy: a training subject's brain or a healthy one (synthseg, colin27)
+                record = read_json(case / "provenance.json")["label_map_record"]
+                anatomy = "healthy" if record["anatomy"]["split"] == "healthy" else "patient"
+                pair = (case / f"{case.name}_flair.nii.gz", case / f"{case.name}_label_map.nii.gz")
+                rows.setdefault(f"{kind}, {anatomy} anatomies", []).append(pair)
         for source, pairs in rows.items():
             if not pairs:
                 continue
