@@ -14,7 +14,7 @@
 #   5. merges the report.
 # Cuts to fit about three hours of 2 CPU cores (stated in reports/benchmark_cpu.md): GEN_STEPS=400 per-fold
 # generators (the shipped ones ran 1200/2000), SEEDS=[0] (one segmenter seed per unit), and ARMS: 7 of the
-# config's 9 arms (classical_vae_50 and synthetic_vae left out: a FLAIR unit trains 300-370 s here, not the
+# config's 9 arms (classical_vae_50 and synthetic_vae left out: a FLAIR unit trains 270-370 s here, not the
 # 150 s planned). ARMS=all runs every arm of the config.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
