@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from medsynth.models.augment import AUGMENTATIONS
+
 
 @dataclass
 class ModelConfig:
@@ -24,6 +26,15 @@ class ModelConfig:
     # the label map. "monai": the decoder as MONAI builds it (the generators shipped before 0.2).
     decoder: Literal["refined", "monai"] = "refined"
     refine_channels: int = 8  # width of the full-resolution part of the refined decoder (and of its SPADE layers)
+    # The latent also scales and shifts the refined decoder's full-resolution features, per channel (a style
+    # modulation as in StyleGAN's AdaIN / SEAN). Without it the latent enters once, as the deepest feature map, which
+    # every SPADE block then instance-normalises: no global intensity or tissue contrast can pass from it to the
+    # image, and VAE samples of one label map were alike (MS-SSIM 0.996; issue #20). Needs decoder: refined.
+    style: bool = False
+
+    def __post_init__(self) -> None:
+        if self.style and self.decoder != "refined":
+            raise ValueError("network.style needs network.decoder: refined")
 
 
 # ModelConfig keys added since generators were first saved, with the value that rebuilds the old network
@@ -48,11 +59,18 @@ class LossConfig:
     # On the VAE it acts on two prior draws, the first of which is also trained like the GAN's noise
     # draw (L1, feature matching, discriminator): a VAE-GAN with a prior branch; needs adversarial_weight > 0.
     diversity_weight: float = 0.0
+    # Differentiable augmentation of the discriminator's real and synthetic inputs (medsynth.models.augment,
+    # DiffAugment): any of translation, cutout, intensity. With four training subjects and none, the discriminator
+    # learns the real scans by heart within ~200 steps (hinge loss ~0.001) and the images blur (issue #20).
+    augment: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if name != "adversarial" and value < 0:
+            if name not in ("adversarial", "augment") and value < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {value}")
+        unknown = sorted(set(self.augment) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"loss.augment: unknown {unknown}; choose from {list(AUGMENTATIONS)}")
 
 
 @dataclass
@@ -166,6 +184,11 @@ class TrainConfig:
             raise ValueError(
                 "privacy.enabled needs loss.feature_matching_weight: 0 (feature matching feeds the discriminator's "
                 "features of real images into the generator's gradient without clipping or noise)"
+            )
+        if self.loss.augment:
+            raise ValueError(
+                "privacy.enabled does not support loss.augment yet (the private discriminator's update draws its own "
+                "Poisson batch and would judge unaugmented inputs while the generator's terms see augmented ones)"
             )
         if self.loss.adversarial == "wgan-gp":
             raise ValueError(

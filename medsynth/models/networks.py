@@ -105,15 +105,19 @@ class RefinedSPADEDecoder(nn.Module):
             upsampling_mode="trilinear",
         )
         self.body.last_conv = nn.Identity()  # its one full-resolution convolution: `refine` and `head` replace it
-        self.refine = FullResolutionBlock(width, label_channels)
+        self.refine = FullResolutionBlock(width, label_channels, z_dim=config.z_dim if config.style else 0)
         self.head = Convolution(spatial_dims=3, in_channels=width, out_channels=out_channels, act=None, norm=None)
 
     def forward(self, seg: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.head(self.refine(self.body(seg, z), seg))
+        return self.head(self.refine(self.body(seg, z), seg, z))
 
 
 class FullResolutionBlock(nn.Module):
     """``x + conv(act(SPADE(x, seg)))`` with a per-voxel (1x1x1) SPADE; cheaper than ``SPADENetResBlock``.
+
+    With ``z_dim`` > 0 the latent also modulates SPADE's output per channel, ``h * (1 + a(z)) + b(z)``
+    (``ModelConfig.style``): starting at identity (``a``, ``b`` zero-initialised), so a model learns how
+    much global contrast and intensity to take from its latent.
 
     Written here because MONAI's residual block uses one kernel size for its SPADE layers and its
     convolutions: with 3x3x3 everywhere (seven convolutions at full resolution) a GAN step at
@@ -122,13 +126,21 @@ class FullResolutionBlock(nn.Module):
     what draws class edges; the one 3x3x3 convolution adds the local texture.
     """
 
-    def __init__(self, width: int, label_channels: int) -> None:
+    def __init__(self, width: int, label_channels: int, z_dim: int = 0) -> None:
         super().__init__()
         self.norm = SPADE(label_nc=label_channels, norm_nc=width, kernel_size=1, spatial_dims=3, hidden_channels=width)
         self.conv = Convolution(spatial_dims=3, in_channels=width, out_channels=width, act=None, norm=None)
+        self.style = nn.Linear(z_dim, 2 * width) if z_dim else None
+        if self.style is not None:
+            nn.init.zeros_(self.style.weight)
+            nn.init.zeros_(self.style.bias)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(F.leaky_relu(self.norm(x, seg), 0.2))
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(x, seg)
+        if self.style is not None:
+            scale, shift = self.style(z.to(h.dtype)).view(z.shape[0], -1, 1, 1, 1).chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        return x + self.conv(F.leaky_relu(h, 0.2))
 
 
 class ConditionalVAE(SPADENet):

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from medsynth.data.scheme import MODEL_CLASSES
+from medsynth.models import augment
 from medsynth.models.config import TrainConfig
 from medsynth.models.data import TrainingSet, draw_batch, one_hot
 from medsynth.models.losses import (
@@ -179,6 +180,14 @@ class PatchDiscriminatorStep(DiscriminatorStep):
         self.network = self.model = network
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self._augment: augment.AugmentDraw | None = None  # this step's draw, shared by both updates
+
+    def _augmented(self, inputs: torch.Tensor, rows_per_map: int) -> torch.Tensor:
+        """``inputs`` (rows_per_map images per label map) through this step's ``loss.augment`` draw."""
+        if self._augment is None:
+            return inputs
+        channels = inputs.shape[1] - MODEL_CLASSES
+        return augment.apply(inputs, self._augment.repeat(rows_per_map), channels)
 
     @classmethod
     def build(cls, config: TrainConfig, data: TrainingSet, placement: Placement) -> PatchDiscriminatorStep:
@@ -193,8 +202,13 @@ class PatchDiscriminatorStep(DiscriminatorStep):
         loss_cfg = self.config.loss
         losses: dict[str, float] = {}
         # one pass over real, fake (and WGAN-GP interpolates): DDP expects one forward per backward
-        real_input = torch.cat([batch.images, batch.seg], 1)
-        fake_input = torch.cat([synthesis.judged.detach(), synthesis.judged_seg], 1)
+        self._augment = None
+        if loss_cfg.augment:  # one draw per label map, for its real image and its syntheses, in both updates
+            grid = tuple(batch.seg.shape[2:])
+            n = batch.seg.shape[0]
+            self._augment = augment.draw(loss_cfg.augment, n, grid, self.placement.device, torch.default_generator)
+        real_input = self._augmented(torch.cat([batch.images, batch.seg], 1), 1)
+        fake_input = self._augmented(torch.cat([synthesis.judged.detach(), synthesis.judged_seg], 1), synthesis.copies)
         inputs = [real_input, fake_input]
         if loss_cfg.adversarial == "wgan-gp":
             inputs.append(interpolate(real_input, fake_input[: real_input.shape[0]]))
@@ -215,12 +229,13 @@ class PatchDiscriminatorStep(DiscriminatorStep):
 
     def generator_terms(self, batch: Batch, synthesis: Synthesis) -> list[LossTerm]:
         loss_cfg = self.config.loss
-        fake_logits, fake_features = self.model(torch.cat([synthesis.judged, synthesis.judged_seg], 1))
+        fake_input = self._augmented(torch.cat([synthesis.judged, synthesis.judged_seg], 1), synthesis.copies)
+        fake_logits, fake_features = self.model(fake_input)
         adversarial = generator_adversarial_loss(loss_cfg.adversarial, fake_logits)
         terms = [LossTerm("g_adversarial", loss_cfg.adversarial_weight, adversarial)]
         if loss_cfg.feature_matching_weight > 0:
             with torch.no_grad():
-                _, real_features = self.model(torch.cat([batch.images, batch.seg], 1))
+                _, real_features = self.model(self._augmented(torch.cat([batch.images, batch.seg], 1), 1))
             real_features = [f.repeat(synthesis.copies, *([1] * (f.ndim - 1))) for f in real_features]
             matching = feature_matching_loss(real_features, fake_features)
             terms.append(LossTerm("feature_matching", loss_cfg.feature_matching_weight, matching))

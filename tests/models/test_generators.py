@@ -124,7 +124,12 @@ def test_class_balanced_weights_hand_built():
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"loss": {"class_balance": -1}}, "class_balance"), ({"loss": {"kl_weight": -1}}, "kl_weight")],
+    [
+        ({"loss": {"class_balance": -1}}, "class_balance"),
+        ({"loss": {"kl_weight": -1}}, "kl_weight"),
+        ({"loss": {"augment": ["rotation"]}}, "loss.augment: unknown \\['rotation'\\]"),
+        ({"network": {**TINY_NET, "style": True, "decoder": "monai"}}, "style needs network.decoder: refined"),
+    ],
 )
 def test_bad_loss_and_augment_settings_are_refused(prepared_phantoms, overrides, message):
     with pytest.raises(MedsynthError, match=message):
@@ -301,6 +306,38 @@ def test_refined_decoder_reads_the_label_map_at_full_resolution(kind):
             moved[decoder] = (decode(changed, z) - decode(seg, z)).abs()[0, :, 5, 5, 5].max().item()
     assert moved["monai"] == 0.0
     assert moved["refined"] > 1e-4
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_style_modulation_passes_the_latent_to_every_voxel(kind):
+    """``network.style``: the latent scales full-resolution features, so it can set global contrast.
+
+    It starts as the identity (a new network decodes as one without it); once its weights move, two
+    latents give images whose difference is not only a coarse pattern: it reaches each voxel's contrast.
+    """
+    seg = torch.zeros(1, MODEL_CLASSES, 16, 16, 16)
+    seg[:, 3] = 1
+    seg[0, 3, 4:12, 4:12, 4:12], seg[0, 6, 4:12, 4:12, 4:12] = 0, 1
+    torch.manual_seed(0)
+    outputs, weights = {}, None
+    z = torch.randn(2, 4)
+    for style in (False, True):
+        net = build_generator(kind, from_dict(ModelConfig, {**TINY_NET, "style": style}), 2, MODEL_CLASSES, (16,) * 3)
+        if weights is None:
+            weights = net.state_dict()
+        missing = net.load_state_dict(weights, strict=False).missing_keys  # the same weights, plus the style layer
+        assert all(".style." in key for key in missing) and len(missing) == 2 * style
+        decode = net if kind == "gan" else net.decode
+        with torch.no_grad():
+            outputs[style] = decode(seg.repeat(2, 1, 1, 1, 1), z)
+            refine = (net if kind == "gan" else net.decoder).refine
+            if style:
+                torch.nn.init.normal_(refine.style.weight, std=1.0)
+                outputs["moved"] = decode(seg.repeat(2, 1, 1, 1, 1), z)
+    torch.testing.assert_close(outputs[True], outputs[False])  # identity at initialisation
+    contrast = [(image[:, 4:12, 4:12, 4:12].mean() - image[:, :4].mean()).item() for image in outputs["moved"]]
+    before = [(image[:, 4:12, 4:12, 4:12].mean() - image[:, :4].mean()).item() for image in outputs[False]]
+    assert abs(contrast[0] - contrast[1]) > 3 * abs(before[0] - before[1]) + 1e-3
 
 
 def test_generators_saved_before_the_refined_decoder_still_load(tmp_path):

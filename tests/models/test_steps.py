@@ -45,8 +45,18 @@ def _header(path) -> list[str]:
             {"adversarial": "wgan-gp", "diversity_weight": 0.3},
             "gradient_penalty d reconstruction_l1 mode_seeking g_adversarial feature_matching g",
         ),
+        (
+            "gan",
+            {"augment": ["translation", "cutout", "intensity"]},
+            "d reconstruction_l1 g_adversarial feature_matching g",
+        ),
         ("vae", {"adversarial_weight": 0.0}, "reconstruction_l1 kl g"),
         ("vae", {"diversity_weight": 0.3}, "d reconstruction_l1 mode_seeking kl g_adversarial feature_matching g"),
+        (
+            "vae",
+            {"diversity_weight": 0.3, "augment": ["translation", "cutout"]},  # two judged images per label map
+            "d reconstruction_l1 mode_seeking kl g_adversarial feature_matching g",
+        ),
     ],
 )
 def test_log_columns_follow_the_step(prepared_phantoms, tmp_path, model, loss, columns):
