@@ -45,6 +45,13 @@ class AugmentDraw:
         )
 
 
+def check(kinds: list[str]) -> None:
+    """Refuse names outside :data:`AUGMENTATIONS` (``loss.augment`` at config load, and :func:`draw`)."""
+    unknown = sorted(set(kinds) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"loss.augment: unknown {unknown}; choose from {list(AUGMENTATIONS)}")
+
+
 def draw(
     kinds: list[str], batch: int, shape: tuple[int, int, int], device: torch.device, generator: torch.Generator | None
 ) -> AugmentDraw:
@@ -53,9 +60,7 @@ def draw(
     Ranges as DiffAugment's: shifts up to 1/8 of each side, a cutout box of half of each side,
     contrast x[0.5, 1.5] and brightness +-0.5 (images are z-scores).
     """
-    unknown = set(kinds) - set(AUGMENTATIONS)
-    if unknown:
-        raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; choose from {list(AUGMENTATIONS)}")
+    check(kinds)
     dims = torch.tensor(shape)
     shifts = torch.zeros(batch, 3, dtype=torch.long)
     if "translation" in kinds:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from medsynth.models.augment import AUGMENTATIONS
+from medsynth.models import augment
 
 
 @dataclass
@@ -68,9 +68,7 @@ class LossConfig:
         for name, value in vars(self).items():
             if name not in ("adversarial", "augment") and value < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {value}")
-        unknown = sorted(set(self.augment) - set(AUGMENTATIONS))
-        if unknown:
-            raise ValueError(f"loss.augment: unknown {unknown}; choose from {list(AUGMENTATIONS)}")
+        augment.check(self.augment)
 
 
 @dataclass
