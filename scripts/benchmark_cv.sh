@@ -6,8 +6,8 @@
 #   1. prepares the six BraTS 2013 subjects, the seven BraTS 2018 subjects (external test) and the healthy
 #      anatomies at 2 mm (configs/prepare_cpu.yaml);
 #   2. writes the folds (runs/benchmark_cv/folds/fold<k>/manifest.json: that fold's 4 training subjects);
-#   3. trains a GAN and a VAE per fold on those 4 subjects only (GEN_STEPS steps each, 2 threads, one after the
-#      other); the shipped pretrained:* models are refused by the benchmark (they have seen test subjects);
+#   3. trains a GAN and a VAE per fold on those 4 subjects only (GEN_STEPS steps each, GEN_THREADS=2 threads, one
+#      after the other); the shipped pretrained:* models are refused by the benchmark (they have seen test subjects);
 #   4. runs the (fold, arm, seed) units as SHARDS processes of THREADS threads each, side by side (default two
 #      one-thread shards: 17.6 units/hour against 11.1 for one two-thread process on 2 cores, measured with the
 #      same arms on 2026-12-02, reports/benchmark_cpu.md; the report's "Schedules" table times every run);
@@ -24,6 +24,7 @@ SEEDS=${SEEDS:-[0]}
 ARMS=${ARMS:-real,real_classical,classical_gan_25,classical_gan_50,classical_vae_25,synthetic_gan,classical_synthseg_50}
 SHARDS=${SHARDS:-2}
 THREADS=${THREADS:-1}
+GEN_THREADS=${GEN_THREADS:-2}  # per-fold generator training (1: leaves a core to another job)
 arms=()
 [[ $ARMS == all ]] || arms=(--arms "$ARMS")
 CONFIG=configs/benchmark_cv.yaml
@@ -53,7 +54,7 @@ for fold in 0 1 2; do
     resume=()
     [[ -f $run/checkpoint.pt ]] && resume=(--resume)
     stamp "train $run ($GEN_STEPS steps)"
-    OMP_NUM_THREADS=2 /usr/bin/time -f "$run: %e s wall, %M KB max RSS" \
+    OMP_NUM_THREADS=$GEN_THREADS /usr/bin/time -f "$run: %e s wall, %M KB max RSS" \
       "$BIN/medsynth" train --config "configs/${model}_cpu.yaml" -o "$run" \
       "manifest=$OUT/folds/fold$fold/manifest.json" "steps=$GEN_STEPS" "${resume[@]}"
   done

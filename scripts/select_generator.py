@@ -19,7 +19,8 @@ compared with the training subjects' pooled real ones. The rule:
 The held-out subjects (reports/generators.md) are then only reported, so the figures there are
 not tuned to them. The new-map condition was added on 2026-12-03, after the held-out report showed a
 GAN that kept its class means on its training maps but drew FLAIR edema and necrosis too dim on new
-ones, which the own-map condition alone could not see.
+ones, which the own-map condition alone could not see. 48 maps by default: with 8 or 16, a candidate's count
+moved by one class from one map seed to another (tumor classes near the 0.25 SD line).
 """
 
 from __future__ import annotations
