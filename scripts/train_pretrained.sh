@@ -2,8 +2,8 @@
 # Train the CPU checkpoints shipped in medsynth/pretrained/ on the bundled sample's train split (4 BraTS 2013
 # subjects; pat0003 and pat0004 stay held out), and keep their configs and logs in reports/training/.
 #   make demo && bash scripts/train_pretrained.sh
-# The GAN and the VAE train at once, one thread each (2 cores): about 55 minutes for the GAN (1200 steps, ~2.7 s a
-# step while the other runs) and 76 for the VAE-GAN (1200 steps, 3.4-3.7 s a step; measured 2026-12-03 on the 2-core
+# The GAN and the VAE train at once, one thread each (2 cores): about 63 minutes for the GAN (1500 steps, ~2.5 s a
+# step while another run shares the cores) and 76 for the VAE-GAN (1200 steps, 3.4-3.7 s a step; measured 2026-12-03 on the 2-core
 # AMD EPYC VM); then the FLAIR-only GAN (800 steps, ~35 minutes) on the freed core.
 # MANIFEST=... points at another prepared copy of the sample (default: the demo's).
 set -euo pipefail

@@ -1,7 +1,7 @@
 """Differentiable augmentation of what the discriminator sees (DiffAugment, Zhao et al., NeurIPS 2020).
 
 With four training subjects the discriminator memorises the real scans within ~200 steps (hinge
-loss ~0.001 from there on, ``reports/training/gan_cpu_log.csv``) and stops shaping texture. The
+loss ~0.001 from there on, ``reports/training/gan_noaugment_log.csv``) and stops shaping texture. The
 remedy for small data sets is to augment the discriminator's real *and* synthetic inputs with
 the same random, differentiable transforms, in its update and in the generator's, so it cannot
 learn the few real scans by heart while the generator still learns the untransformed
